@@ -1,0 +1,159 @@
+"""GlobalPointer span-scoring heads in plain PyTorch.
+
+Both heads map token vectors ``(batch, n, width)`` to span logits in a *banded*
+layout ``(batch, labels, n, band)``: cell ``[b, c, i, w]`` scores the span of
+label ``c`` that starts at token ``i`` and ends (inclusive) at token ``i + w``.
+With ``max_span_length=None`` the band covers every span of the padded batch
+(``band = n``); with ``max_span_length=W`` only spans of at most ``W`` tokens
+are computed and stored, so memory grows as ``n * W`` rather than ``n * n``.
+Cells that do not describe a span inside the document are filled with the
+most negative finite value of the dtype (safe in fp16).
+"""
+import math
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def rotary_position_embedding(x: torch.Tensor) -> torch.Tensor:
+    """Apply RoPE to ``x`` of shape ``(..., n, d)`` (positions along dim -2).
+
+    Channel pair ``(2t, 2t+1)`` is rotated by ``m * 10000 ** (-2t / d)`` at
+    position ``m``: ``x * cos + rot(x) * sin`` with
+    ``rot(x) = [-x1, x0, -x3, x2, ...]``.
+    """
+    n, d = x.shape[-2], x.shape[-1]
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    positions = torch.arange(n, dtype=dtype, device=x.device)
+    inv_freq = torch.pow(10000.0, -torch.arange(0, d, 2, dtype=dtype, device=x.device) / d)
+    angles = positions[:, None] * inv_freq[None, :]
+    cos = torch.cos(angles).repeat_interleave(2, dim=-1).to(x.dtype)
+    sin = torch.sin(angles).repeat_interleave(2, dim=-1).to(x.dtype)
+    rotated = torch.stack((-x[..., 1::2], x[..., 0::2]), dim=-1).reshape(x.shape)
+    return x * cos + rotated * sin
+
+
+def band_width(n_tokens: int, max_span_length: Optional[int]) -> int:
+    """The number of span lengths stored per start token."""
+    if max_span_length is None:
+        return max(n_tokens, 1)
+    return max(min(max_span_length, n_tokens), 1)
+
+
+def banded_scores(query: torch.Tensor, key: torch.Tensor, band: int) -> torch.Tensor:
+    """``out[..., i, w] = query[..., i, :] · key[..., i + w, :]``.
+
+    ``query`` and ``key`` are ``(..., n, d)``; the result is ``(..., n, band)``.
+    Rows are processed in blocks of ``band`` so that no more than
+    ``n * 2 * band`` dot products are formed; cells past the end hold
+    arbitrary values and must be masked by the caller.
+    """
+    *lead, n, d = query.shape
+    n_blocks = max(math.ceil(n / band), 1)
+    query = F.pad(query, (0, 0, 0, n_blocks * band - n))
+    query = query.reshape(*lead, n_blocks, band, d)
+    offsets = torch.arange(band, device=query.device)
+    columns = offsets[:, None] + offsets[None, :]
+    if n_blocks == 1:
+        # Columns past the document are masked anyway: clamp instead of padding.
+        key = F.pad(key, (0, 0, 0, band - n)).unsqueeze(-3)
+        columns = columns.clamp(max=band - 1)
+    else:
+        key = F.pad(key, (0, 0, 0, (n_blocks + 1) * band - n))
+        key = key.unfold(-2, 2 * band, band).transpose(-1, -2)
+    scores = torch.matmul(query, key.transpose(-1, -2))
+    columns = columns.expand(*scores.shape[:-1], band)
+    band_cells = torch.gather(scores, -1, columns)
+    return band_cells.reshape(*lead, n_blocks * band, band)[..., :n, :]
+
+
+def banded_end_values(values: torch.Tensor, band: int) -> torch.Tensor:
+    """``out[..., i, w] = values[..., i + w]`` (0 past the end): ``(..., n) -> (..., n, band)``."""
+    return F.pad(values, (0, band - 1)).unfold(-1, band, 1)
+
+
+def valid_span_mask(lengths: torch.Tensor, n: int, band: int) -> torch.Tensor:
+    """``(batch, 1, n, band)`` booleans: does cell ``(i, w)`` lie inside its document?"""
+    ends = torch.arange(n, device=lengths.device)[:, None] + torch.arange(
+        band, device=lengths.device
+    )
+    return (ends[None, :, :] < lengths[:, None, None]).unsqueeze(1)
+
+
+def mask_invalid(logits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    valid = valid_span_mask(lengths, logits.shape[-2], logits.shape[-1])
+    return logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
+
+
+class EfficientGlobalPointer(nn.Module):
+    """Efficient GlobalPointer: a shared start/end scorer plus a per-label bias.
+
+    Weights ``2 d D + 4 d C``, biases ``2 d + 2 C`` (D input width, d head
+    size, C labels).
+    """
+
+    def __init__(
+        self, input_width: int, n_labels: int, head_size: int = 64, use_rope: bool = True
+    ):
+        super().__init__()
+        self.n_labels = n_labels
+        self.head_size = head_size
+        self.use_rope = use_rope
+        self.projection = nn.Linear(input_width, 2 * head_size)
+        self.label_bias = nn.Linear(2 * head_size, 2 * n_labels)
+
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, max_span_length: Optional[int] = None
+    ) -> torch.Tensor:
+        band = band_width(tokens.shape[1], max_span_length)
+        projected = self.projection(tokens)
+        query, key = projected[..., 0::2], projected[..., 1::2]
+        if self.use_rope:
+            query, key = rotary_position_embedding(query), rotary_position_embedding(key)
+        extraction = banded_scores(query, key, band) / math.sqrt(self.head_size)
+        bias = (self.label_bias(projected) / 2).transpose(1, 2)
+        end_bias = banded_end_values(bias[:, 0::2], band)
+        start_bias = bias[:, 1::2].unsqueeze(-1)
+        logits = extraction.unsqueeze(1) + end_bias + start_bias
+        return mask_invalid(logits, lengths)
+
+
+class GlobalPointer(nn.Module):
+    """The original GlobalPointer: one query/key projection per label.
+
+    Weights ``2 d D C``, biases ``2 d C``.
+    """
+
+    def __init__(
+        self, input_width: int, n_labels: int, head_size: int = 64, use_rope: bool = True
+    ):
+        super().__init__()
+        self.n_labels = n_labels
+        self.head_size = head_size
+        self.use_rope = use_rope
+        self.projection = nn.Linear(input_width, n_labels * 2 * head_size)
+
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, max_span_length: Optional[int] = None
+    ) -> torch.Tensor:
+        batch, n, _ = tokens.shape
+        band = band_width(n, max_span_length)
+        projected = self.projection(tokens).reshape(batch, n, self.n_labels, 2 * self.head_size)
+        projected = projected.transpose(1, 2)
+        query, key = projected[..., : self.head_size], projected[..., self.head_size :]
+        if self.use_rope:
+            query, key = rotary_position_embedding(query), rotary_position_embedding(key)
+        logits = banded_scores(query, key, band) / math.sqrt(self.head_size)
+        return mask_invalid(logits, lengths)
+
+
+HEADS = {"efficient": EfficientGlobalPointer, "original": GlobalPointer}
+
+
+def count_parameters(module: nn.Module) -> Tuple[int, int]:
+    """(weights, biases) of a head."""
+    weights = sum(p.numel() for name, p in module.named_parameters() if name.endswith("weight"))
+    biases = sum(p.numel() for name, p in module.named_parameters() if name.endswith("bias"))
+    return weights, biases

@@ -1,0 +1,151 @@
+"""Thinc glue: pad token vectors, run a PyTorch GlobalPointer head, unpad the logits."""
+from typing import Callable, List, Optional, Tuple
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, chain, torch2xp, xp2torch
+from thinc.types import Floats2d, Floats3d, Ints1d
+
+from .head import HEADS
+
+PaddedBatch = Tuple[Floats3d, Ints1d]
+
+
+@registry.architectures("spacy-globalpointer.EfficientGlobalPointer.v1")
+def build_efficient_globalpointer(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    head_size: int = 64,
+    use_rope: bool = True,
+    mixed_precision: bool = False,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], List[Floats3d]]:
+    """Efficient GlobalPointer over a token encoder.
+
+    Output: one ``(labels, n_tokens, band)`` array of span logits per doc, where
+    cell ``[c, i, w]`` scores the span ``doc[i : i + w + 1]`` with label ``c``.
+    """
+    return build_globalpointer_model(
+        tok2vec, "efficient", head_size, use_rope, mixed_precision, nO
+    )
+
+
+@registry.architectures("spacy-globalpointer.GlobalPointer.v1")
+def build_globalpointer(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    head_size: int = 64,
+    use_rope: bool = True,
+    mixed_precision: bool = False,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], List[Floats3d]]:
+    """The original GlobalPointer (one query/key projection per label) over a token encoder."""
+    return build_globalpointer_model(
+        tok2vec, "original", head_size, use_rope, mixed_precision, nO
+    )
+
+
+def build_globalpointer_model(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    variant: str,
+    head_size: int,
+    use_rope: bool,
+    mixed_precision: bool,
+    nO: Optional[int],
+) -> Model[List[Doc], List[Floats3d]]:
+    if variant not in HEADS:
+        raise ValueError(f"Unknown GlobalPointer variant {variant!r}: use one of {sorted(HEADS)}")
+    if head_size < 2 or head_size % 2:
+        raise ValueError(f"head_size must be a positive even number (RoPE rotates pairs), got {head_size}")
+    head = Model(
+        "globalpointer_head",
+        head_forward,
+        init=head_init,
+        dims={"nI": None, "nO": nO},
+        attrs={
+            "variant": variant,
+            "head_size": head_size,
+            "use_rope": use_rope,
+            "mixed_precision": mixed_precision,
+            "max_span_length": None,
+        },
+    )
+    model = chain(tok2vec, head)
+    model.set_ref("tok2vec", tok2vec)
+    model.set_ref("head", head)
+    return model
+
+
+def head_init(model: Model, X: Optional[List[Floats2d]] = None, Y=None) -> None:
+    if X is not None and not model.has_dim("nI"):
+        model.set_dim("nI", X[0].shape[1])
+    build_torch_head(model)
+
+
+def build_torch_head(model: Model) -> None:
+    """Create the wrapped PyTorch head once ``nI`` and ``nO`` are known.
+
+    Called on initialisation and, with the stored input width, before
+    deserialising a trained pipeline.
+    """
+    if model.layers:
+        return
+    if not model.has_dim("nI") or not model.has_dim("nO"):
+        raise ValueError(
+            "Cannot build the GlobalPointer head before its input width (nI) "
+            "and number of labels (nO) are known"
+        )
+    module = HEADS[model.attrs["variant"]](
+        model.get_dim("nI"),
+        model.get_dim("nO"),
+        head_size=model.attrs["head_size"],
+        use_rope=model.attrs["use_rope"],
+    )
+    model.layers.append(
+        PyTorchWrapper_v2(
+            module,
+            convert_inputs=convert_head_inputs,
+            mixed_precision=model.attrs["mixed_precision"],
+        )
+    )
+
+
+def head_forward(
+    model: Model, X: List[Floats2d], is_train: bool
+) -> Tuple[List[Floats3d], Callable]:
+    if not X:
+        return [], lambda d_logits: []
+    torch_head = model.layers[0]
+    lengths = [len(x) for x in X]
+    padded = pad_tokens(model, X)
+    band_logits, backprop_head = torch_head((padded, model.attrs["max_span_length"]), is_train)
+    logits = [band_logits[i, :, :n, : min(band_logits.shape[-1], n)] for i, n in enumerate(lengths)]
+
+    def backprop(d_logits: List[Floats3d]) -> List[Floats2d]:
+        d_band = model.ops.alloc(band_logits.shape, dtype=band_logits.dtype)
+        for i, d in enumerate(d_logits):
+            d_band[i, :, : d.shape[1], : d.shape[2]] = d
+        d_padded = backprop_head(d_band)
+        return [d_padded[i, :n] for i, n in enumerate(lengths)]
+
+    return logits, backprop
+
+
+def pad_tokens(model: Model, X: List[Floats2d]) -> PaddedBatch:
+    """Stack ``(n_i, width)`` arrays into ``(batch, max(n_i, 1), width)`` plus the lengths."""
+    lengths = model.ops.asarray1i([len(x) for x in X])
+    n_max = max([len(x) for x in X] + [1])
+    padded = model.ops.alloc3f(len(X), n_max, model.get_dim("nI"), dtype=X[0].dtype)
+    for i, x in enumerate(X):
+        padded[i, : len(x)] = x
+    return padded, lengths
+
+
+def convert_head_inputs(
+    model: Model, inputs: Tuple[PaddedBatch, Optional[int]], is_train: bool
+) -> Tuple[ArgsKwargs, Callable]:
+    (padded, lengths), max_span_length = inputs
+    device = model.shims[0].device
+    args = ArgsKwargs(
+        args=(xp2torch(padded, requires_grad=is_train, device=device), xp2torch(lengths, device=device)),
+        kwargs={"max_span_length": max_span_length},
+    )
+    return args, lambda d_args: torch2xp(d_args.args[0])

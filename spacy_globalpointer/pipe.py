@@ -1,0 +1,324 @@
+"""The ``globalpointer_spans`` pipeline component."""
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy
+import srsly
+from spacy import util
+from spacy.errors import Errors
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
+from thinc.types import Floats1d, Floats3d, Ints2d
+
+from .decoding import OVERLAP_STRATEGIES, decode_spans, probability_to_logit, select_non_overlapping
+from .loss import globalpointer_loss
+from .model import build_torch_head
+from .scorer import annotated_spans, score_globalpointer
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy-globalpointer.EfficientGlobalPointer.v1"
+head_size = 64
+use_rope = true
+
+[model.tok2vec]
+@architectures = "spacy.HashEmbedCNN.v2"
+pretrained_vectors = null
+width = 96
+depth = 4
+embed_size = 2000
+window_size = 1
+maxout_pieces = 3
+subword_features = true
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+@Language.factory(
+    "globalpointer_spans",
+    assigns=["doc.spans", "doc.ents"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "spans_key": "sc",
+        "threshold": 0.5,
+        "label_thresholds": None,
+        "max_length": None,
+        "write_ents": True,
+        "ents_strategy": "score",
+        "scorer": {"@scorers": "spacy-globalpointer.spans_scorer.v1"},
+    },
+    default_score_weights={
+        "spans_sc_f": 1.0,
+        "spans_sc_p": 0.0,
+        "spans_sc_r": 0.0,
+        "ents_f": 0.0,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+    },
+)
+def make_globalpointer_spans(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], List[Floats3d]],
+    spans_key: str,
+    threshold: float,
+    label_thresholds: Optional[Dict[str, float]],
+    max_length: Optional[int],
+    write_ents: bool,
+    ents_strategy: str,
+    scorer: Optional[Callable],
+) -> "GlobalPointerSpans":
+    """Create a GlobalPointer span finder for (nested) named entities.
+
+    model: a GlobalPointer architecture returning span logits per doc.
+    spans_key: the ``doc.spans`` key written, and read for gold spans.
+    threshold: probability above which a span is predicted.
+    label_thresholds: optional per-label probabilities overriding ``threshold``.
+    max_length: longest span in tokens (``None``: no limit); longer spans are
+        neither scored nor stored, which keeps memory linear in doc length.
+    write_ents: also write a non-overlapping subset of the spans to ``doc.ents``.
+    ents_strategy: how ``doc.ents`` resolves overlaps: ``"score"`` keeps the
+        most probable span first, ``"length"`` the longest.
+    scorer: the scoring method.
+    """
+    return GlobalPointerSpans(
+        nlp.vocab,
+        model,
+        name,
+        spans_key=spans_key,
+        threshold=threshold,
+        label_thresholds=label_thresholds,
+        max_length=max_length,
+        write_ents=write_ents,
+        ents_strategy=ents_strategy,
+        scorer=scorer,
+    )
+
+
+class GlobalPointerSpans(TrainablePipe):
+    """Predict every (possibly nested) labelled span with a GlobalPointer head."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], List[Floats3d]],
+        name: str = "globalpointer_spans",
+        *,
+        spans_key: str = "sc",
+        threshold: float = 0.5,
+        label_thresholds: Optional[Dict[str, float]] = None,
+        max_length: Optional[int] = None,
+        write_ents: bool = True,
+        ents_strategy: str = "score",
+        scorer: Optional[Callable] = score_globalpointer,
+    ) -> None:
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be a positive number of tokens or null, got {max_length}")
+        if ents_strategy not in OVERLAP_STRATEGIES:
+            raise ValueError(f"ents_strategy must be one of {OVERLAP_STRATEGIES}, got {ents_strategy!r}")
+        probability_to_logit([threshold, *(label_thresholds or {}).values()])
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {
+            "labels": [],
+            "spans_key": spans_key,
+            "threshold": threshold,
+            "label_thresholds": dict(label_thresholds or {}),
+            "max_length": max_length,
+            "write_ents": write_ents,
+            "ents_strategy": ents_strategy,
+        }
+
+    @property
+    def key(self) -> str:
+        return self.cfg["spans_key"]
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    @property
+    def _head(self) -> Model:
+        return self.model.get_ref("head")
+
+    def add_label(self, label: str) -> int:
+        """Add a label; returns 0 if it was present already, else 1."""
+        if not isinstance(label, str):
+            raise ValueError(Errors.E187)
+        if label in self.labels:
+            return 0
+        if self._head.layers:
+            raise ValueError(
+                f"Cannot add label {label!r} to '{self.name}': its head was built for "
+                f"{len(self.labels)} labels. Add labels before initialising."
+            )
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[List[str]] = None,
+    ) -> None:
+        """Collect labels (unless given) and build the model from a sample of the data."""
+        validate_get_examples(get_examples, "GlobalPointerSpans.initialize")
+        if labels is not None:
+            for label in labels:
+                self.add_label(label)
+        sample: List[Doc] = []
+        for eg in get_examples():
+            if labels is None:
+                for span in annotated_spans(eg.reference, self.key):
+                    self.add_label(span.label_)
+            if len(sample) < 10:
+                sample.append(eg.predicted)
+        self._require_labels()
+        self._head.set_dim("nO", len(self.labels))
+        self.model.initialize(X=sample)
+        self.cfg["nI"] = self._head.get_dim("nI")
+
+    def predict(self, docs: Iterable[Doc]) -> List[Floats3d]:
+        """Span logits ``(labels, n_tokens, band)`` for each doc."""
+        docs = list(docs)
+        if not docs:
+            return []
+        self._sync_max_length()
+        return self.model.predict(docs)
+
+    def set_annotations(self, docs: Iterable[Doc], logits: List[Floats3d]) -> None:
+        """Write all spans above threshold to ``doc.spans[key]`` (and a flat subset to ``doc.ents``)."""
+        thresholds = self._threshold_logits()
+        for doc, doc_logits in zip(docs, logits):
+            decoded = decode_spans(doc_logits, thresholds)
+            spans = [
+                Span(doc, int(start), int(end), label=self.labels[label])
+                for label, start, end in zip(decoded.labels, decoded.starts, decoded.ends)
+            ]
+            doc.spans[self.key] = SpanGroup(
+                doc, name=self.key, spans=spans, attrs={"scores": decoded.scores}
+            )
+            if self.cfg["write_ents"]:
+                chosen = select_non_overlapping(decoded, len(doc), self.cfg["ents_strategy"])
+                doc.set_ents([spans[i] for i in chosen], default="outside")
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Learn from a batch of examples."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "GlobalPointerSpans.update")
+        docs = [eg.predicted for eg in examples]
+        if not any(len(doc) for doc in docs):
+            return losses
+        self._sync_max_length()
+        set_dropout_rate(self.model, drop)
+        logits, backprop = self.model.begin_update(docs)
+        loss, d_logits = self.get_loss(examples, logits)
+        backprop(d_logits)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(
+        self, examples: Iterable[Example], logits: List[Floats3d]
+    ) -> Tuple[float, List[Floats3d]]:
+        """Multi-label categorical cross-entropy against the gold spans."""
+        positives = [
+            self._gold_cells(eg, doc_logits.shape[2]) for eg, doc_logits in zip(examples, logits)
+        ]
+        return globalpointer_loss(logits, positives)
+
+    def _gold_cells(self, eg: Example, band: int) -> Ints2d:
+        """Unique ``(label, start, length - 1)`` rows of the gold spans aligned to the predicted doc."""
+        label_ids = {label: i for i, label in enumerate(self.labels)}
+        gold = annotated_spans(eg.reference, self.key)
+        rows = []
+        too_long = 0
+        for span in eg.get_aligned_spans_y2x(gold, allow_overlap=True):
+            if span.label_ not in label_ids:
+                raise ValueError(
+                    f"Gold span '{span.text}' has label {span.label_!r}, which '{self.name}' "
+                    f"does not know (labels: {list(self.labels)}). Initialise the component "
+                    f"on data that contains it, or list it in [initialize.components.{self.name}.labels]."
+                )
+            if len(span) > band:
+                too_long += 1
+                continue
+            rows.append((label_ids[span.label_], span.start, len(span) - 1))
+        if too_long:
+            warnings.warn(
+                f"'{self.name}' skipped {too_long} gold span(s) longer than "
+                f"max_length={self.cfg['max_length']} tokens: they can never be predicted."
+            )
+        return numpy.unique(numpy.asarray(rows, dtype="int64").reshape(-1, 3), axis=0)
+
+    def _threshold_logits(self) -> Floats1d:
+        per_label = self.cfg["label_thresholds"]
+        return probability_to_logit(
+            [per_label.get(label, self.cfg["threshold"]) for label in self.labels]
+        )
+
+    def _sync_max_length(self) -> None:
+        self._head.attrs["max_span_length"] = self.cfg["max_length"]
+
+    def _build_head_for_loading(self) -> None:
+        """Rebuild the lazily created torch head from ``cfg`` before weights are loaded."""
+        head = self._head
+        if head.layers or "nI" not in self.cfg:
+            return
+        if not head.has_dim("nI"):
+            head.set_dim("nI", self.cfg["nI"])
+        if not head.has_dim("nO"):
+            head.set_dim("nO", len(self.labels))
+        build_torch_head(head)
+
+    def _load_model_bytes(self, data: bytes) -> None:
+        self._build_head_for_loading()
+        try:
+            self.model.from_bytes(data)
+        except AttributeError:
+            raise ValueError(Errors.E149) from None
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "GlobalPointerSpans":
+        deserialize = {
+            "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
+            "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
+            "model": self._load_model_bytes,
+        }
+        util.from_bytes(bytes_data, deserialize, exclude)
+        return self
+
+    def from_disk(self, path, *, exclude: Iterable[str] = tuple()) -> "GlobalPointerSpans":
+        def load_model(model_path) -> None:
+            with open(model_path, "rb") as model_file:
+                self._load_model_bytes(model_file.read())
+
+        deserialize = {
+            "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
+            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
+            "model": load_model,
+        }
+        util.from_disk(path, deserialize, exclude)
+        return self
