@@ -1,5 +1,8 @@
 """Thinc glue: pad token vectors, run a PyTorch GlobalPointer head, unpad the logits."""
+import os
 from typing import Callable, List, Optional, Tuple
+
+import torch
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -9,6 +12,11 @@ from thinc.types import Floats2d, Floats3d, Ints1d
 from .head import HEADS
 
 PaddedBatch = Tuple[Floats3d, Ints1d]
+
+# ``nlp.pipe(n_process=...)`` forks workers; a forked child inherits the parent's
+# OpenMP thread pool in a dead state and hangs on its first parallel torch op.
+# The workers are the parallelism, so each runs torch on one thread.
+os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
 
 
 @registry.architectures("spacy-globalpointer.EfficientGlobalPointer.v1")
@@ -135,7 +143,8 @@ def pad_tokens(model: Model, X: List[Floats2d]) -> PaddedBatch:
     n_max = max([len(x) for x in X] + [1])
     padded = model.ops.alloc3f(len(X), n_max, model.get_dim("nI"), dtype=X[0].dtype)
     for i, x in enumerate(X):
-        padded[i, : len(x)] = x
+        if len(x):
+            padded[i, : len(x)] = x
     return padded, lengths
 
 

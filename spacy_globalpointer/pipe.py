@@ -193,8 +193,8 @@ class GlobalPointerSpans(TrainablePipe):
     def predict(self, docs: Iterable[Doc]) -> List[Floats3d]:
         """Span logits ``(labels, n_tokens, band)`` for each doc."""
         docs = list(docs)
-        if not docs:
-            return []
+        if not any(len(doc) for doc in docs):
+            return [self.model.ops.alloc3f(len(self.labels), 0, 0) for _ in docs]
         self._sync_max_length()
         return self.model.predict(docs)
 
