@@ -83,6 +83,9 @@ def test_spacy_train_evaluate_and_load(tmp_path):
     assert metrics["spans_sc_f"] == 1.0
     assert set(metrics["spans_sc_per_type"]) == {"LOC", "ORG", "PER", "DIS", "BOD", "SYM", "ITE"}
 
+    output = run("find-threshold", "out/model-last", "train.spacy", "globalpointer_spans", "threshold", "spans_sc_f", "--n_trials", "3", cwd=tmp_path)
+    assert "Best threshold" in output and "0.5" in output
+
     loaded = spacy.load(tmp_path / "out" / "model-last")
     doc = loaded(NESTED[0][0])
     assert sorted(span_tuples(doc)) == sorted(NESTED[0][1])
