@@ -11,13 +11,20 @@ All offsets in the raw data are character offsets with an inclusive end. Docs ar
 ``spacy.blank("zh")`` (one token per character). Every entity goes to ``doc.spans[spans_key]``;
 ``doc.ents`` is set only when a doc's entities do not overlap, otherwise it is left missing.
 
-Malformed input raises ``ConversionError``. Entities that are well-formed but unusable are dropped and
-counted by reason in the ``ConversionReport``:
+Malformed input raises ``ConversionError``, naming the file, the line (or JSON record) and the field. A
+truncated file is malformed wherever the cut makes it so: invalid JSON (``cluener``, ``cmeee_cblue``), a
+CMeEE line with entities that does not end with ``|||``, invalid UTF-8 (a cut inside a character). A
+People's Daily file cut mid-sentence is still well-formed (``B-LOC`` cut to ``B-LO`` is a valid tag), so
+the report warns when such a file does not end with a blank line after its last sentence. A cut exactly
+at the end of a record or line cannot be detected.
+
+Entities that are well-formed but unusable are dropped and counted by reason in the ``ConversionReport``:
 
 * ``empty_span``: start > end;
 * ``out_of_range``: an offset outside the text;
 * ``surface_mismatch``: the recorded surface string differs from the text at the offsets;
-* ``duplicate``: the same (start, end, label) already seen in the record;
+* ``duplicate``: the same (start, end, label) already written from the record (a repeat of an entity
+  dropped for another reason is dropped for that reason again);
 * ``misaligned``: the offsets do not fall on token boundaries (``doc.char_span`` in strict mode),
   e.g. a span that starts or ends inside a run of whitespace.
 """
@@ -104,6 +111,7 @@ class ConversionReport:
     docs_with_overlap: int = 0
     labels: Counter = field(default_factory=Counter)
     examples: Dict[str, List[str]] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
 
     def drop(self, reason: str, message: str) -> None:
         """Count a dropped entity and keep the first few messages for each reason."""
@@ -125,6 +133,7 @@ class ConversionReport:
             "docs_with_overlap": self.docs_with_overlap,
             "labels": dict(sorted(self.labels.items())),
             "examples": {reason: list(msgs) for reason, msgs in sorted(self.examples.items())},
+            "warnings": list(self.warnings),
         }
 
     def format(self) -> str:
@@ -148,6 +157,9 @@ class ConversionReport:
         for reason, messages in sorted(self.examples.items()):
             lines.append(f"first {reason} drops:")
             lines += [f"  {message}" for message in messages]
+        if self.warnings:
+            lines.append("warnings:")
+            lines += [f"  {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
 
@@ -312,7 +324,10 @@ def read_cmeee(path: PathLike) -> Iterator[RawRecord]:
         if not line.strip():
             continue
         text, *fields = line.split("|||")
-        if fields and not fields[-1].strip():
+        if fields:
+            if fields[-1].strip():  # a line cut short, or a field with no '|||' after it
+                message = f"expected the line to end with '|||', got {fields[-1]!r} (truncated line?)"
+                raise ConversionError(path, number, message, field=f"entity {len(fields)}")
             fields.pop()  # labelled lines end with '|||'
         entities = [_cmeee_entity(path, number, k, raw) for k, raw in enumerate(fields, 1)]
         yield RawRecord(text, entities, str(number))
@@ -351,6 +366,21 @@ FORMATS: Dict[str, Callable[[PathLike], Iterator[RawRecord]]] = {
     "cmeee": read_cmeee,
     "cmeee_cblue": read_cmeee_cblue,
 }
+
+
+def _unterminated_warning(path: PathLike) -> Optional[str]:
+    """A warning if a People's Daily file does not end with a blank line, as a file cut mid-sentence does not.
+
+    (A cut CLUENER or CBLUE file is invalid JSON, and a cut CMeEE line with entities lacks its final ``|||``.)
+    """
+    with open(path, "rb") as file:
+        size = file.seek(0, 2)
+        file.seek(max(size - 64, 0))
+        lines = file.read().split(b"\n")
+    ends_with_blank_line = len(lines) > 2 and lines[-1] == b"" and not lines[-2].strip()
+    if ends_with_blank_line or not any(line.strip() for line in lines):
+        return None
+    return f"{path}: no blank line after the last sentence: the file may be truncated (check its last sentence)"
 
 
 # --- converting ----------------------------------------------------------------------------------
@@ -453,6 +483,10 @@ def iter_docs(
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     nlp = _blank_zh()
+    if fmt == "people_daily" and limit is None:
+        warning = _unterminated_warning(input_path)
+        if warning is not None:
+            report.warnings.append(warning)
     for record in islice(FORMATS[fmt](input_path), limit):
         yield _record_to_doc(nlp, record, input_path, spans_key, report)
     assert report.entities_read == report.entities_written + sum(report.dropped.values())

@@ -5,7 +5,7 @@ import runpy
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import pytest
 from hypothesis import given, settings
@@ -320,6 +320,12 @@ ERRORS = [
      "entities[1].type", "empty label"),
     ("cmeee_cblue", cblue_error({"start_idx": 0, "end_idx": 1, "type": "x"}), "record 0",
      "entities[1].entity", "missing"),
+    # Truncated input: a tag cut to its prefix, a CMeEE line cut inside its entities.
+    ("people_daily", "海 B-LOC\n钓 I-\n", "2", "tag", "unknown tag 'I-'"),
+    ("cmeee", "文本|||0    1    dis|||\n文本|||0    1    di\n", "2", "entity 1",
+     "expected the line to end with '|||', got '0    1    di' (truncated line?)"),
+    ("cmeee", "文本|||0    1    dis|||2    3    sym\n", "1", "entity 2",
+     "expected the line to end with '|||', got '2    3    sym'"),
 ]
 
 
@@ -478,6 +484,133 @@ def test_round_trip_property(tmp_path_factory: pytest.TempPathFactory, records: 
         assert report.dropped == Counter(duplicate=duplicates)
 
 
+# --- truncated files -----------------------------------------------------------------------------
+
+COMPLETE = {
+    "people_daily": "海 O\n钓 O\n厦 B-LOC\n门 I-LOC\n\n李 B-PER\n明 I-PER\n说 O\n\n",
+    "cluener": "".join(
+        cluener_line(text, spans) + "\n"
+        for text, spans in [("浙商银行叶老桂", [(0, 3, "company"), (4, 6, "name")]), ("北京", [(0, 1, "address")])]
+    ),
+    "cmeee": cmeee_line("患者左肺癌伴骨转移。", (2, 4, "dis"), (6, 8, "sym")) + "\n" + cmeee_line("头痛伴恶心", (0, 1, "sym")),
+    "cmeee_cblue": json.dumps(
+        [
+            {"text": "患者左肺癌", "entities": [cblue_entity(2, 4, "dis", "左肺癌")]},
+            {"text": "头痛", "entities": [cblue_entity(0, 1, "sym", "头痛")]},
+        ],
+        ensure_ascii=False,
+        indent=1,
+    ),
+}
+
+
+def written(docs: Sequence[Doc]) -> Set[Tuple[str, int, int, str]]:
+    """Every written entity with the text of its doc: (text, start_char, end_char, label)."""
+    return {(doc.text, span.start_char, span.end_char, span.label_) for doc in docs for span in doc.spans["sc"]}
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("newline,bom", [("\n", ""), ("\r\n", BOM)], ids=["lf", "bom-crlf"])
+def test_truncated_files(tmp_path: Path, fmt: str, newline: str, bom: str) -> None:
+    """A file cut at any byte: a ConversionError naming the file and line, or only entities of the whole
+    file (nothing invented or shortened), or (People's Daily cut mid-sentence) a warning in the report."""
+    data = (bom + COMPLETE[fmt].replace("\n", newline)).encode("utf-8")
+    path = tmp_path / "input"
+    path.write_bytes(data)
+    report = ConversionReport()
+    complete = written(list(iter_docs(fmt, path, report)))
+    assert len(complete) == report.entities_read >= 2 and report.warnings == []
+    outcomes: Counter = Counter()
+    for cut in range(len(data)):
+        path.write_bytes(data[:cut])
+        report = ConversionReport()
+        try:
+            got = written(list(iter_docs(fmt, path, report)))
+        except ConversionError as err:
+            assert err.path == str(path) and err.where is not None, str(err)
+            assert str(err).startswith(f"{path}:{err.where}: "), str(err)
+            outcomes["error"] += 1
+            continue
+        if got <= complete:
+            outcomes["subset"] += 1
+        else:
+            assert fmt == "people_daily" and report.warnings, (cut, data[:cut], got - complete)
+            assert "may be truncated" in report.format()
+            outcomes["warned"] += 1
+    assert outcomes["error"] > 0
+    assert outcomes["subset"] > 0 or fmt == "cmeee_cblue"  # every cut of a JSON document is invalid JSON
+
+
+def test_people_daily_unterminated_file_is_reported(tmp_path: Path) -> None:
+    cut = write(tmp_path / "cut.txt", "海 O\n厦 B-LOC\n门 I-LOC\n\n李 B-PE")
+    _, report = convert("people_daily", cut)
+    assert report.labels == Counter(LOC=1, PE=1)  # B-PER cut to a well-formed B-PE: only the warning tells
+    assert report.warnings == [f"{cut}: no blank line after the last sentence: the file may be truncated "
+                               "(check its last sentence)"]
+    assert report.to_dict()["warnings"] == report.warnings and report.warnings[0] in report.format()
+    for name, text in [("whole.txt", "海 O\n厦 B-LOC\n\n"), ("crlf.txt", "海 O\r\n厦 B-LOC\r\n\r\n"), ("empty.txt", "")]:
+        _, report = convert("people_daily", write(tmp_path / name, text))
+        assert report.warnings == [], name
+    _, report = convert("people_daily", write(tmp_path / "limit.txt", "海 O\n\n厦 B-LOC"), limit=1)
+    assert report.warnings == []  # the end of the file was not read
+
+
+# --- property: any text, BOM and CRLF; accepted entities survive exactly, the rest are counted --------
+
+ANY_CHARS = st.one_of(
+    CHARS,
+    st.sampled_from([" ", "\t", "\u3000", "\u00a0", "\u2028", "\r", "\x00", "\u200d", "\u0301", "\u20e3"]),
+    st.sampled_from(["😀", "👍", "🇨", "𠀀", "𪚥", "\U0010ffff"]),
+    st.characters(codec="utf-8", exclude_characters="\n|\ufeff"),
+)
+
+
+@st.composite
+def any_records(draw: st.DrawFn) -> Record:
+    """Like ``raw_records``, over any text without newlines or '|' (the formats' separators)."""
+    text = draw(st.text(ANY_CHARS, min_size=1, max_size=24))
+    position = st.integers(0, len(text) - 1)
+    spans = draw(st.lists(st.tuples(position, position, st.sampled_from(LABELS)), max_size=8))
+    return text, [(min(s, e), max(s, e), label) for s, e, label in spans]
+
+
+def token_aligned(doc: Doc, start: int, end: int) -> bool:
+    """Do the characters [start, end] (inclusive) begin and end on token boundaries?"""
+    return start in {token.idx for token in doc} and end + 1 in {token.idx + len(token) for token in doc}
+
+
+@settings(max_examples=50, deadline=None)
+@given(records=st.lists(any_records(), min_size=1, max_size=3), crlf=st.booleans(), bom=st.booleans())
+def test_round_trip_property_any_text(
+    tmp_path_factory: pytest.TempPathFactory, records: List[Record], crlf: bool, bom: bool
+) -> None:
+    folder = tmp_path_factory.mktemp("anytext")
+    for fmt in sorted(FORMATS):
+        given_records = records
+        if fmt == "people_daily":
+            given_records = [(text, non_overlapping(spans)) for text, spans in records]
+        raw = (BOM if bom else "") + write_raw(fmt, given_records) + ("\n" if fmt == "people_daily" else "")
+        doc_bin, report = convert(fmt, write(folder / fmt, raw, newline="\r\n" if crlf else "\n"))
+        docs = read_back(doc_bin)
+        assert [doc.text for doc in docs] == [text for text, _ in given_records]
+        duplicates = misaligned = 0
+        for doc, (text, spans) in zip(docs, given_records):
+            unique = sorted(set(spans))
+            accepted = [span for span in unique if token_aligned(doc, span[0], span[1])]
+            assert sorted(entities(doc.spans["sc"])) == accepted
+            assert all(span.text == text[span.start_char : span.end_char] for span in doc.spans["sc"])
+            overlapping = any(overlap_counts([(s, e + 1, label) for s, e, label in accepted]))
+            assert ents_annotated(doc) is not overlapping
+            assert overlapping or sorted(entities(doc.ents)) == accepted
+            # Each entity is dropped for its own defect first: a repeat of a misaligned one is misaligned too.
+            misaligned += sum(1 for span in spans if span not in accepted)
+            duplicates += sum(1 for span in spans if span in accepted) - len(accepted)
+        assert report.entities_read == sum(len(spans) for _, spans in given_records)
+        assert report.dropped == Counter(duplicate=duplicates, misaligned=misaligned)
+        assert report.entities_written == report.entities_read - duplicates - misaligned
+        assert report.warnings == []
+
+
 # --- the real corpora (skipped when the data folder is absent) ------------------------------------
 
 
@@ -546,6 +679,7 @@ def check_report(report: ConversionReport, expected: Dict[str, Any], path: Path)
     assert report.same_span_multi_label == expected.get("multi", 0)
     assert report.docs_with_overlap == expected.get("overlap_docs", 0)
     assert report.labels == expected["labels"]
+    assert report.warnings == []
     examples = expected.get("examples", {})
     assert report.examples == {reason: [f"{path}{m}" for m in msgs] for reason, msgs in examples.items()}
 
