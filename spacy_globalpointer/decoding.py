@@ -42,6 +42,15 @@ def decode_spans(logits: Floats3d, threshold_logits: Floats1d) -> DecodedSpans:
     return DecodedSpans(labels[order], starts[order], ends[order], scores[order])
 
 
+def drop_spans_with_edges_on(spans: DecodedSpans, blocked_tokens) -> DecodedSpans:
+    """Remove spans whose first or last token is flagged (e.g. whitespace) in ``blocked_tokens``."""
+    if not len(spans.starts):
+        return spans
+    blocked_tokens = numpy.asarray(blocked_tokens, dtype=bool)
+    keep = ~(blocked_tokens[spans.starts] | blocked_tokens[spans.ends - 1])
+    return DecodedSpans(*(column[keep] for column in spans))
+
+
 def sigmoid(x):
     return 1.0 / (1.0 + numpy.exp(-x))
 

@@ -17,22 +17,37 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def rotary_position_embedding(x: torch.Tensor) -> torch.Tensor:
+def rotary_tables(
+    n: int, d: int, device: torch.device, dtype: torch.dtype
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(cos, signed_sin)``, each ``(n, d)``: RoPE's rotation at positions ``0..n-1``.
+
+    ``rot(x) * sin`` is computed as ``[x1, x0, x3, x2, ...] * signed_sin`` with
+    ``signed_sin = [-sin_0, sin_0, -sin_1, sin_1, ...]``.
+    """
+    compute_dtype = torch.promote_types(dtype, torch.float32)
+    positions = torch.arange(n, dtype=compute_dtype, device=device)
+    inv_freq = torch.pow(10000.0, -torch.arange(0, d, 2, dtype=compute_dtype, device=device) / d)
+    angles = positions[:, None] * inv_freq[None, :]
+    cos = torch.cos(angles).repeat_interleave(2, dim=-1)
+    sin = torch.sin(angles)
+    signed_sin = torch.stack((-sin, sin), dim=-1).reshape(n, d)
+    return cos.to(dtype), signed_sin.to(dtype)
+
+
+def rotary_position_embedding(
+    x: torch.Tensor, tables: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+) -> torch.Tensor:
     """Apply RoPE to ``x`` of shape ``(..., n, d)`` (positions along dim -2).
 
     Channel pair ``(2t, 2t+1)`` is rotated by ``m * 10000 ** (-2t / d)`` at
     position ``m``: ``x * cos + rot(x) * sin`` with
-    ``rot(x) = [-x1, x0, -x3, x2, ...]``.
+    ``rot(x) = [-x1, x0, -x3, x2, ...]``. ``tables`` (from ``rotary_tables``)
+    lets query and key share one computation of the rotation.
     """
-    n, d = x.shape[-2], x.shape[-1]
-    dtype = torch.promote_types(x.dtype, torch.float32)
-    positions = torch.arange(n, dtype=dtype, device=x.device)
-    inv_freq = torch.pow(10000.0, -torch.arange(0, d, 2, dtype=dtype, device=x.device) / d)
-    angles = positions[:, None] * inv_freq[None, :]
-    cos = torch.cos(angles).repeat_interleave(2, dim=-1).to(x.dtype)
-    sin = torch.sin(angles).repeat_interleave(2, dim=-1).to(x.dtype)
-    rotated = torch.stack((-x[..., 1::2], x[..., 0::2]), dim=-1).reshape(x.shape)
-    return x * cos + rotated * sin
+    cos, signed_sin = tables or rotary_tables(x.shape[-2], x.shape[-1], x.device, x.dtype)
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    return (x * cos).addcmul_(swapped, signed_sin)
 
 
 def band_width(n_tokens: int, max_span_length: Optional[int]) -> int:
@@ -74,17 +89,16 @@ def banded_end_values(values: torch.Tensor, band: int) -> torch.Tensor:
     return F.pad(values, (0, band - 1)).unfold(-1, band, 1)
 
 
-def valid_span_mask(lengths: torch.Tensor, n: int, band: int) -> torch.Tensor:
-    """``(batch, 1, n, band)`` booleans: does cell ``(i, w)`` lie inside its document?"""
-    ends = torch.arange(n, device=lengths.device)[:, None] + torch.arange(
-        band, device=lengths.device
-    )
-    return (ends[None, :, :] < lengths[:, None, None]).unsqueeze(1)
+def invalid_span_mask(lengths: torch.Tensor, n: int, band: int) -> torch.Tensor:
+    """``(batch, 1, n, band)`` booleans: does cell ``(i, w)`` end past its document?"""
+    ends = torch.arange(n, device=lengths.device)[:, None] + torch.arange(band, device=lengths.device)
+    return (ends[None, :, :] >= lengths[:, None, None]).unsqueeze(1)
 
 
-def mask_invalid(logits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    valid = valid_span_mask(lengths, logits.shape[-2], logits.shape[-1])
-    return logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
+def mask_invalid_(logits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Fill, in place, the cells outside their document with the dtype's most negative value."""
+    invalid = invalid_span_mask(lengths, logits.shape[-2], logits.shape[-1])
+    return logits.masked_fill_(invalid, torch.finfo(logits.dtype).min)
 
 
 class EfficientGlobalPointer(nn.Module):
@@ -111,13 +125,16 @@ class EfficientGlobalPointer(nn.Module):
         projected = self.projection(tokens)
         query, key = projected[..., 0::2], projected[..., 1::2]
         if self.use_rope:
-            query, key = rotary_position_embedding(query), rotary_position_embedding(key)
+            tables = rotary_tables(tokens.shape[1], self.head_size, tokens.device, projected.dtype)
+            query, key = rotary_position_embedding(query, tables), rotary_position_embedding(key, tables)
         extraction = banded_scores(query, key, band) / math.sqrt(self.head_size)
         bias = (self.label_bias(projected) / 2).transpose(1, 2)
         end_bias = banded_end_values(bias[:, 0::2], band)
         start_bias = bias[:, 1::2].unsqueeze(-1)
-        logits = extraction.unsqueeze(1) + end_bias + start_bias
-        return mask_invalid(logits, lengths)
+        # One (batch, labels, n, band) allocation: the sums and the mask work in place.
+        logits = extraction.unsqueeze(1) + end_bias
+        logits += start_bias
+        return mask_invalid_(logits, lengths)
 
 
 class GlobalPointer(nn.Module):
@@ -144,9 +161,12 @@ class GlobalPointer(nn.Module):
         projected = projected.transpose(1, 2)
         query, key = projected[..., : self.head_size], projected[..., self.head_size :]
         if self.use_rope:
-            query, key = rotary_position_embedding(query), rotary_position_embedding(key)
-        logits = banded_scores(query, key, band) / math.sqrt(self.head_size)
-        return mask_invalid(logits, lengths)
+            tables = rotary_tables(n, self.head_size, tokens.device, projected.dtype)
+            query, key = rotary_position_embedding(query, tables), rotary_position_embedding(key, tables)
+        # Scaling the query (n * d values) spares a copy of the (n * band * labels) logits.
+        query = query / math.sqrt(self.head_size)
+        logits = banded_scores(query, key, band)
+        return mask_invalid_(logits, lengths)
 
 
 HEADS = {"efficient": EfficientGlobalPointer, "original": GlobalPointer}

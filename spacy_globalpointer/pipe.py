@@ -1,6 +1,6 @@
 """The ``globalpointer_spans`` pipeline component."""
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
 import srsly
@@ -14,7 +14,14 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats1d, Floats3d, Ints2d
 
-from .decoding import OVERLAP_STRATEGIES, decode_spans, probability_to_logit, select_non_overlapping
+from .decoding import (
+    OVERLAP_STRATEGIES,
+    decode_spans,
+    drop_spans_with_edges_on,
+    probability_to_logit,
+    select_non_overlapping,
+)
+from .head import band_width
 from .loss import globalpointer_loss
 from .model import build_torch_head
 from .scorer import annotated_spans, score_globalpointer
@@ -36,6 +43,8 @@ maxout_pieces = 3
 subword_features = true
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+# ``pipe`` predicts at most this many padded logits (docs x labels x tokens x band) at once.
+MAX_BATCH_CELLS = 2**24
 
 
 @Language.factory(
@@ -198,13 +207,48 @@ class GlobalPointerSpans(TrainablePipe):
         self._sync_max_length()
         return self.model.predict(docs)
 
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """Annotate a stream of docs, yielded in order.
+
+        Each buffer of ``batch_size`` docs is predicted in sub-batches of docs of
+        similar length holding at most ``MAX_BATCH_CELLS`` padded logits (a doc
+        larger than that goes alone), so one long doc does not pad a whole batch.
+        """
+        error_handler = self.get_error_handler()
+        for docs in util.minibatch(stream, size=batch_size):
+            failed = set()
+            for indices in self._length_batches(docs):
+                batch = [docs[i] for i in indices]
+                try:
+                    self.set_annotations(batch, self.predict(batch))
+                except Exception as e:
+                    error_handler(self.name, self, batch, e)
+                    failed.update(indices)
+            yield from (doc for i, doc in enumerate(docs) if i not in failed)
+
+    def _length_batches(self, docs: List[Doc]) -> List[List[int]]:
+        """Indices of ``docs``, longest first, cut into batches of at most ``MAX_BATCH_CELLS`` logits."""
+        order = sorted(range(len(docs)), key=lambda i: -len(docs[i]))
+        batches = []
+        start = 0
+        while start < len(order):
+            n_tokens = len(docs[order[start]])
+            cells = max(len(self.labels), 1) * max(n_tokens, 1) * band_width(n_tokens, self.cfg["max_length"])
+            size = max(1, MAX_BATCH_CELLS // cells)
+            batches.append(order[start : start + size])
+            start += size
+        return batches
+
     def set_annotations(self, docs: Iterable[Doc], logits: List[Floats3d]) -> None:
         """Write all spans above threshold to ``doc.spans[key]`` (and a flat subset to ``doc.ents``)."""
         thresholds = self._threshold_logits()
+        labels = self.labels
         for doc, doc_logits in zip(docs, logits):
-            decoded = decode_spans(doc_logits, thresholds)
+            # A span never starts or ends on whitespace (nor does any gold span).
+            is_space = [token.is_space for token in doc]
+            decoded = drop_spans_with_edges_on(decode_spans(doc_logits, thresholds), is_space)
             spans = [
-                Span(doc, int(start), int(end), label=self.labels[label])
+                Span(doc, int(start), int(end), label=labels[label])
                 for label, start, end in zip(decoded.labels, decoded.starts, decoded.ends)
             ]
             doc.spans[self.key] = SpanGroup(
@@ -256,7 +300,16 @@ class GlobalPointerSpans(TrainablePipe):
         gold = annotated_spans(eg.reference, self.key)
         rows = []
         too_long = 0
-        for span in eg.get_aligned_spans_y2x(gold, allow_overlap=True):
+        aligned = eg.get_aligned_spans_y2x(gold, allow_overlap=True)
+        if len(aligned) < len(gold):
+            lost = [span for span in gold if not eg.get_aligned_spans_y2x([span], allow_overlap=True)]
+            shown = ", ".join(f"{span.text!r} ({span.label_})" for span in lost[:3])
+            warnings.warn(
+                f"'{self.name}' skipped {len(lost)} gold span(s) that cannot be aligned to the "
+                f"predicted doc (a boundary falls inside a token), e.g. {shown}. Tokenise the training docs like "
+                f"the reference docs, or fix the spans."
+            )
+        for span in aligned:
             if span.label_ not in label_ids:
                 raise ValueError(
                     f"Gold span '{span.text}' has label {span.label_!r}, which '{self.name}' "
@@ -294,12 +347,20 @@ class GlobalPointerSpans(TrainablePipe):
             head.set_dim("nO", len(self.labels))
         build_torch_head(head)
 
-    def _load_model_bytes(self, data: bytes) -> None:
+    def _load_model_bytes(self, data: bytes, source: str = "bytes") -> None:
         self._build_head_for_loading()
         try:
             self.model.from_bytes(data)
         except AttributeError:
             raise ValueError(Errors.E149) from None
+        except (ValueError, RuntimeError, KeyError, TypeError, IndexError) as error:
+            raise ValueError(
+                f"Could not load the weights of '{self.name}' from {source}: {error}\n"
+                f"The weights are truncated or corrupted, or were saved by a pipeline whose "
+                f"labels, encoder width or head size differ from this one's "
+                f"({len(self.labels)} labels, nI={self.cfg.get('nI')}, "
+                f"head_size={self._head.attrs['head_size']})."
+            ) from error
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "GlobalPointerSpans":
         deserialize = {
@@ -313,7 +374,7 @@ class GlobalPointerSpans(TrainablePipe):
     def from_disk(self, path, *, exclude: Iterable[str] = tuple()) -> "GlobalPointerSpans":
         def load_model(model_path) -> None:
             with open(model_path, "rb") as model_file:
-                self._load_model_bytes(model_file.read())
+                self._load_model_bytes(model_file.read(), source=str(model_path))
 
         deserialize = {
             "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
