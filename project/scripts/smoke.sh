@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Smoke test of the spaCy project, for CI: runs every command of the `all` workflow
+# (convert, train, evaluate for People's Daily, CLUENER and CMeEE, then summarize) on the
+# first 50 records of each split with 20 training steps, in a throw-away copy of project/,
+# checks the outputs, and validates the GPU/offline-transformer configs. Nothing is left behind.
+#
+#   bash project/scripts/smoke.sh [RAW_DIR]
+#
+# RAW_DIR (or the RAW_DIR environment variable) holds people_daily/, cluener/, cmeee/;
+# default: ../shared/data beside the repository. PYTHON selects the interpreter (default: python).
+set -euo pipefail
+
+PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RAW_DIR="${1:-${RAW_DIR:-$PROJECT_DIR/../../shared/data}}"
+RAW_DIR="$(cd "$RAW_DIR" && pwd)"
+PYTHON="${PYTHON:-python}"
+LIMIT="${SMOKE_LIMIT:-50}"
+STEPS="${SMOKE_STEPS:-20}"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/globalpointer-smoke.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+cp -r "$PROJECT_DIR/project.yml" "$PROJECT_DIR/configs" "$PROJECT_DIR/scripts" "$WORK/"
+cd "$WORK"
+
+echo "smoke: raw data from $RAW_DIR, $LIMIT records per split, $STEPS steps, in $WORK"
+"$PYTHON" -m weasel run all . \
+    --vars.raw_dir "$RAW_DIR" --vars.limit "$LIMIT" \
+    --vars.max_steps "$STEPS" --vars.eval_frequency 10
+
+"$PYTHON" - <<'PY'
+import json
+from pathlib import Path
+
+expected_labels = {"people_daily": 3, "cluener": 10, "cmeee": 9}
+for name in expected_labels:
+    report = json.loads(Path(f"corpus/{name}/report.json").read_text("utf-8"))
+    assert set(report["splits"]) == {"train", "dev", "test"}, (name, list(report["splits"]))
+    for split in ("train", "dev", "test"):
+        assert Path(f"corpus/{name}/{split}.spacy").is_file(), (name, split)
+    assert Path(f"training/{name}/model-best/config.cfg").is_file(), name
+    scores = json.loads(Path(f"metrics/{name}.json").read_text("utf-8"))
+    for key in ("spans_sc_p", "spans_sc_r", "spans_sc_f", "ents_f"):
+        assert key in scores, (name, key, sorted(scores))
+    for step in ("convert", "train", "evaluate"):
+        assert Path(f"metrics/timings/{name}_{step}.json").is_file(), (name, step)
+summary = Path("metrics/summary.md").read_text("utf-8")
+for title in ("People's Daily", "CLUENER", "CMeEE"):
+    assert title in summary, title
+print("smoke: outputs OK")
+PY
+
+# The GPU / pretrained-transformer configs must validate without downloading anything.
+for cfg in bert bert_original e5; do
+    "$PYTHON" -m spacy debug config "configs/$cfg.cfg" --code scripts/functions.py \
+        --paths.train corpus/cluener/train.spacy --paths.dev corpus/cluener/dev.spacy >/dev/null
+    echo "smoke: configs/$cfg.cfg is valid"
+done
+echo "smoke: OK"
