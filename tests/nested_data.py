@@ -5,6 +5,18 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
+# A small CNN encoder that trains fast in tests.
+SMALL_TOK2VEC = {
+    "@architectures": "spacy.HashEmbedCNN.v2",
+    "pretrained_vectors": None,
+    "width": 64,
+    "depth": 2,
+    "embed_size": 500,
+    "window_size": 1,
+    "maxout_pieces": 3,
+    "subword_features": True,
+}
+
 Entity = Tuple[int, int, str]  # token start, token end (exclusive), label
 
 # One token per character (spacy.blank("zh")): offsets are character offsets.

@@ -9,20 +9,10 @@ from thinc.api import fix_random_seed
 
 from spacy_globalpointer import pipe as pipe_module
 from spacy_globalpointer.head import EfficientGlobalPointer, GlobalPointer
-from nested_data import NESTED, make_examples, span_tuples
+from nested_data import NESTED, SMALL_TOK2VEC, make_examples, span_tuples
 
 EFFICIENT = "spacy-globalpointer.EfficientGlobalPointer.v1"
 ORIGINAL = "spacy-globalpointer.GlobalPointer.v1"
-SMALL_TOK2VEC = {
-    "@architectures": "spacy.HashEmbedCNN.v2",
-    "pretrained_vectors": None,
-    "width": 64,
-    "depth": 2,
-    "embed_size": 500,
-    "window_size": 1,
-    "maxout_pieces": 3,
-    "subword_features": True,
-}
 TEXTS = [text for text, _ in NESTED]
 
 

@@ -24,7 +24,7 @@ import spacy
 from spacy.util import get_minor_version_range
 from thinc.api import fix_random_seed
 
-from nested_data import NESTED, make_examples
+from nested_data import NESTED, SMALL_TOK2VEC, make_examples
 
 REPO = Path(__file__).resolve().parents[1]
 NAME, VERSION = "gp_packaging_test", "0.0.1"
@@ -78,16 +78,7 @@ def has_build() -> bool:
 
 def trained_pipeline() -> spacy.Language:
     nlp = spacy.blank("zh")
-    tok2vec = {
-        "@architectures": "spacy.HashEmbedCNN.v2",
-        "pretrained_vectors": None,
-        "width": 64,
-        "depth": 2,
-        "embed_size": 500,
-        "window_size": 1,
-        "maxout_pieces": 3,
-        "subword_features": True,
-    }
+    tok2vec = SMALL_TOK2VEC
     model = {"@architectures": "spacy-globalpointer.EfficientGlobalPointer.v1", "head_size": 16, "tok2vec": tok2vec}
     nlp.add_pipe("globalpointer_spans", config={"model": model, "threshold": 0.3})
     examples = make_examples(nlp, NESTED)

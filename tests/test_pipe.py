@@ -8,22 +8,12 @@ from spacy.tokens import Doc, Span
 from thinc.api import fix_random_seed
 
 from spacy_globalpointer import GlobalPointerSpans
-from nested_data import FLAT, NESTED, make_examples, span_tuples
+from nested_data import FLAT, NESTED, SMALL_TOK2VEC, make_examples, span_tuples
 
 ARCHITECTURES = [
     "spacy-globalpointer.EfficientGlobalPointer.v1",
     "spacy-globalpointer.GlobalPointer.v1",
 ]
-SMALL_TOK2VEC = {
-    "@architectures": "spacy.HashEmbedCNN.v2",
-    "pretrained_vectors": None,
-    "width": 64,
-    "depth": 2,
-    "embed_size": 500,
-    "window_size": 1,
-    "maxout_pieces": 3,
-    "subword_features": True,
-}
 
 
 def build_nlp(architecture: str = ARCHITECTURES[0], head_size: int = 16, **settings):

@@ -27,19 +27,9 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
-from nested_data import FLAT, NESTED, make_examples, span_tuples
+from nested_data import FLAT, NESTED, SMALL_TOK2VEC, make_examples, span_tuples
 
 PIPE = "globalpointer_spans"
-SMALL_TOK2VEC = {
-    "@architectures": "spacy.HashEmbedCNN.v2",
-    "pretrained_vectors": None,
-    "width": 64,
-    "depth": 2,
-    "embed_size": 500,
-    "window_size": 1,
-    "maxout_pieces": 3,
-    "subword_features": True,
-}
 PROPERTY_SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # Gold spans of one label that nest, cross and repeat (the repeat must not break the loss).
