@@ -245,7 +245,7 @@ class GlobalPointerSpans(TrainablePipe):
         labels = self.labels
         for doc, doc_logits in zip(docs, logits):
             # A span never starts or ends on whitespace (nor does any gold span).
-            is_space = [token.is_space for token in doc]
+            is_space = doc.to_array("IS_SPACE")
             decoded = drop_spans_with_edges_on(decode_spans(doc_logits, thresholds), is_space)
             spans = [
                 Span(doc, int(start), int(end), label=labels[label])
