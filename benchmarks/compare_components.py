@@ -255,7 +255,8 @@ def component_config(kind: str, listener: Dict[str, Any], suggester_max: int) ->
             "label_thresholds": None, "max_length": GP_MAX_LENGTH, "write_ents": True,
             "ents_strategy": "score",
             "model": {"@architectures": arch, "head_size": 64, "use_rope": True, "mixed_precision": False,
-                      "tok2vec": dict(listener)},
+                      "tok2vec": dict(listener),
+                      **({"initial_probability": 0.01} if kind == "gp_efficient" else {})},
         }
     if kind == "spancat":
         return "spancat", {

@@ -25,15 +25,18 @@ def build_efficient_globalpointer(
     head_size: int = 64,
     use_rope: bool = True,
     mixed_precision: bool = False,
+    initial_probability: Optional[float] = 0.01,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], List[Floats3d]]:
     """Efficient GlobalPointer over a token encoder.
 
     Output: one ``(labels, n_tokens, band)`` array of span logits per doc, where
     cell ``[c, i, w]`` scores the span ``doc[i : i + w + 1]`` with label ``c``.
+    ``initial_probability``: the probability every span starts with (``null``:
+    PyTorch's default initialisation, under which about half of all spans do).
     """
     return build_globalpointer_model(
-        tok2vec, "efficient", head_size, use_rope, mixed_precision, nO
+        tok2vec, "efficient", head_size, use_rope, mixed_precision, nO, initial_probability
     )
 
 
@@ -58,6 +61,7 @@ def build_globalpointer_model(
     use_rope: bool,
     mixed_precision: bool,
     nO: Optional[int],
+    initial_probability: Optional[float] = None,
 ) -> Model[List[Doc], List[Floats3d]]:
     if variant not in HEADS:
         raise ValueError(f"Unknown GlobalPointer variant {variant!r}: use one of {sorted(HEADS)}")
@@ -73,6 +77,7 @@ def build_globalpointer_model(
             "head_size": head_size,
             "use_rope": use_rope,
             "mixed_precision": mixed_precision,
+            "initial_probability": initial_probability,
             "max_span_length": None,
         },
     )
@@ -101,12 +106,10 @@ def build_torch_head(model: Model) -> None:
             "Cannot build the GlobalPointer head before its input width (nI) "
             "and number of labels (nO) are known"
         )
-    module = HEADS[model.attrs["variant"]](
-        model.get_dim("nI"),
-        model.get_dim("nO"),
-        head_size=model.attrs["head_size"],
-        use_rope=model.attrs["use_rope"],
-    )
+    options = {"head_size": model.attrs["head_size"], "use_rope": model.attrs["use_rope"]}
+    if model.attrs["initial_probability"] is not None:
+        options["initial_probability"] = model.attrs["initial_probability"]
+    module = HEADS[model.attrs["variant"]](model.get_dim("nI"), model.get_dim("nO"), **options)
     model.layers.append(
         PyTorchWrapper_v2(
             module,

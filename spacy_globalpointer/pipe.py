@@ -31,6 +31,7 @@ DEFAULT_MODEL_CONFIG = """
 @architectures = "spacy-globalpointer.EfficientGlobalPointer.v1"
 head_size = 64
 use_rope = true
+initial_probability = 0.01
 
 [model.tok2vec]
 @architectures = "spacy.HashEmbedCNN.v2"

@@ -145,3 +145,37 @@ def test_gradients_reach_inputs_only_through_valid_cells():
     (logits * valid).sum().backward()
     assert tokens.grad[0, :3].abs().sum() > 0
     assert (tokens.grad[0, 3:] == 0).all()
+
+
+@pytest.mark.parametrize("probability", [0.01, 0.3])
+def test_initial_probability_shifts_every_span_logit(probability):
+    tokens = torch.randn(2, 12, 16, generator=torch.Generator().manual_seed(1))
+    lengths = torch.tensor([12, 7])
+    torch.manual_seed(0)
+    default = EfficientGlobalPointer(16, 3, head_size=8)
+    torch.manual_seed(0)
+    prior = EfficientGlobalPointer(16, 3, head_size=8, initial_probability=probability)
+    # Same draws for every weight; only the label biases differ (by the default's random bias).
+    prior.label_bias.bias.data.add_(default.label_bias.bias.data)
+    valid = default(tokens, lengths) > torch.finfo(torch.float32).min
+    shift = (prior(tokens, lengths) - default(tokens, lengths))[valid]
+    expected = math.log(probability / (1 - probability))
+    assert torch.allclose(shift, torch.full_like(shift, expected), atol=1e-5)
+
+
+def test_initial_probability_makes_an_untrained_head_predict_few_spans():
+    torch.manual_seed(0)
+    tokens = torch.randn(1, 60, 96)
+    lengths = torch.tensor([60])
+    for probability, low, high in ((None, 0.2, 0.8), (0.01, 0.0, 0.05)):
+        head = EfficientGlobalPointer(96, 9, initial_probability=probability)
+        logits = head(tokens, lengths)
+        valid = logits > torch.finfo(torch.float32).min
+        positive_rate = (logits[valid] > 0).float().mean().item()
+        assert low <= positive_rate <= high, (probability, positive_rate)
+
+
+@pytest.mark.parametrize("probability", [0.0, 1.0, -0.5])
+def test_initial_probability_must_be_a_probability(probability):
+    with pytest.raises(ValueError, match="initial_probability"):
+        EfficientGlobalPointer(8, 2, head_size=4, initial_probability=probability)
