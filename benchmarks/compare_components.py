@@ -572,7 +572,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--encoder", choices=["cnn", "trf"], default=ENCODER)
     parser.add_argument("--gpu-id", type=int, default=None, help="default: 0 with --encoder trf, else -1")
     parser.add_argument("--max-steps", type=int, default=600)
-    parser.add_argument("--limit", type=int, default=None, help="convert only the first N records per file (smoke)")
+    parser.add_argument("--limit", type=int, default=None, help="convert only the first N records per file (smoke; 0: all)")
     parser.add_argument("--train-limit", type=int, default=None, help="train on the first N training docs only")
     parser.add_argument("--heldout-fraction", type=float, default=0.05)
     parser.add_argument("--heldout-max", type=int, default=500)
@@ -585,6 +585,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-thresholds", action="store_true")
     args = parser.parse_args(argv)
     ENCODER = args.encoder
+    # spacy train runs from the repository root: make the user's relative paths absolute.
+    args.output, args.raw_dir = str(Path(args.output).resolve()), str(Path(args.raw_dir).resolve())
+    args.limit = args.limit or None  # the project passes 0 for "all records"
     if args.gpu_id is None:
         args.gpu_id = 0 if args.encoder == "trf" else -1
     datasets = list(RAW) if args.dataset == "all" else [args.dataset]

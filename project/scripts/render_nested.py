@@ -1,0 +1,102 @@
+"""Render a trained pipeline's nested prediction with displaCy's span view, as HTML and PNG.
+
+    python scripts/render_nested.py MODEL CORPUS.spacy OUT.png [--html OUT.html] [--max-chars 60]
+
+The doc shown is picked from CORPUS (gold spans in ``doc.spans[key]``): among docs of at most
+``--max-chars`` characters whose prediction contains a span inside another predicted span, the one
+with the most correct nested predictions (ties: fewest wrong predictions, then shortest). The PNG
+is a screenshot of the HTML by headless Chromium (Debian: ``apt-get install chromium
+fonts-wqy-microhei``; the font gives Chromium Chinese glyphs).
+"""
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Set, Tuple
+
+import spacy
+from spacy import displacy
+from spacy.tokens import Doc, DocBin
+
+SpanTuple = Tuple[int, int, str]
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars", "--force-device-scale-factor=2",
+]
+
+
+def nested_pairs(spans: Set[SpanTuple]) -> Set[SpanTuple]:
+    """The spans that lie inside (or exactly on) another span of the set."""
+    return {
+        inner for inner in spans
+        if any(o != inner and o[0] <= inner[0] and inner[1] <= o[1] for o in spans)
+    }
+
+
+def pick_doc(predicted: List[Doc], gold: List[Doc], key: str, max_chars: int) -> int:
+    best, best_rank = -1, None
+    for index, (doc, gold_doc) in enumerate(zip(predicted, gold)):
+        if len(doc.text) > max_chars:
+            continue
+        pred = {(s.start, s.end, s.label_) for s in doc.spans[key]}
+        true = {(s.start, s.end, s.label_) for s in gold_doc.spans.get(key, [])}
+        correct_nested = len(nested_pairs(pred) & true)
+        if not correct_nested:
+            continue
+        rank = (correct_nested, -len(pred - true), -len(doc.text))
+        if best_rank is None or rank > best_rank:
+            best, best_rank = index, rank
+    if best < 0:
+        raise SystemExit(f"No doc of at most {max_chars} characters has a correct nested prediction")
+    return best
+
+
+def screenshot(html_path: Path, png_path: Path, width: int, height: int) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise SystemExit("Chromium not found: apt-get install chromium fonts-wqy-microhei")
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+             f"--screenshot={png_path.resolve()}", html_path.resolve().as_uri()],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+        )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("corpus")
+    parser.add_argument("png")
+    parser.add_argument("--html", default=None, help="also keep the HTML here")
+    parser.add_argument("--spans-key", default="sc")
+    parser.add_argument("--max-chars", type=int, default=60)
+    parser.add_argument("--width", type=int, default=900)
+    args = parser.parse_args(argv)
+
+    nlp = spacy.load(args.model)
+    gold = list(DocBin().from_disk(args.corpus).get_docs(nlp.vocab))
+    predicted = list(nlp.pipe(doc.text for doc in gold))
+    index = pick_doc(predicted, gold, args.spans_key, args.max_chars)
+    doc = predicted[index]
+    true = {(s.start, s.end, s.label_) for s in gold[index].spans[args.spans_key]}
+    for span in doc.spans[args.spans_key]:
+        verdict = "correct" if (span.start, span.end, span.label_) in true else "wrong"
+        print(f"{span.start:>3} {span.end:>3} {span.label_:<5} {verdict:<7} {span.text}")
+
+    html = displacy.render(doc, style="span", options={"spans_key": args.spans_key}, page=True)
+    html_path = Path(args.html) if args.html else Path(tempfile.mkdtemp()) / "spans.html"
+    html_path.write_text(html, encoding="utf-8")
+    # displaCy wraps lines at the window width; the height fits one wrapped line per ~34 chars.
+    lines = max(1, -(-len(doc.text) // 34))
+    depth = max(len(doc.spans[args.spans_key]), 1)
+    screenshot(html_path, Path(args.png), args.width, 60 + lines * (70 + 18 * depth))
+    print(f"Wrote {args.png} ({len(doc.text)} chars, {depth} predicted spans)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
