@@ -531,9 +531,9 @@ NAMES = {
 
 def table(results: Iterable[Dict[str, Any]]) -> str:
     lines = [
-        "| dataset (split) | component | spans P | spans R | spans F | ents F | head params | train wall s "
+        "| dataset (split) | component | steps | spans P | spans R | spans F | ents F | head params | train wall s "
         "| train CPU s | F / Efficient F | head params / Efficient |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for res in results:
         rows = res["rows"]
@@ -541,7 +541,7 @@ def table(results: Iterable[Dict[str, Any]]) -> str:
         for kind in ("gp_efficient", "gp_efficient+thr", "gp_original", "spancat", "ner"):
             if kind not in rows:
                 lines.append(f"| {res['dataset']} ({res['data']['eval_split']}) | {NAMES[kind]} | not run / not "
-                             "finished in the time budget | | | | | | | | |")
+                             "finished in the time budget | | | | | | | | | |")
                 continue
             row = rows[kind]
             s = row["spans"]
@@ -557,7 +557,8 @@ def table(results: Iterable[Dict[str, Any]]) -> str:
             train = row["train"]
             wall = f"{train['wall_s']:.0f}" + (f" (+{row['fit_s']:.0f} fit)" if "fit_s" in row else "")
             lines.append(
-                f"| {res['dataset']} ({res['data']['eval_split']}) | {name} | {100 * s['p']:.2f} | {100 * s['r']:.2f} "
+                f"| {res['dataset']} ({res['data']['eval_split']}) | {name} | {res['max_steps']:,} "
+                f"| {100 * s['p']:.2f} | {100 * s['r']:.2f} "
                 f"| {100 * s['f']:.2f} | {ents} | {params:,} | {wall} | {train['cpu_s']:.0f} | {ratio} | {pratio} |"
             )
     return "\n".join(lines)

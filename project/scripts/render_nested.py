@@ -21,11 +21,21 @@ from spacy import displacy
 from spacy.tokens import Doc, DocBin
 
 SpanTuple = Tuple[int, int, str]
+PALETTE = ["#7aecec", "#feca74", "#aa9cfc", "#ff9561", "#bfeeb7", "#c887fb", "#9cc9cc", "#e4e7d2", "#ffeb80", "#f0d0ff"]
+PAGE = """<!DOCTYPE html>
+<html lang="zh"><head><meta charset="utf-8"><title>displaCy span view</title></head>
+<body style="margin: 12px 16px; background: #fff; font-family: 'WenQuanYi Micro Hei', sans-serif">{body}</body></html>
+"""
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--hide-scrollbars", "--force-device-scale-factor=2",
 ]
+
+
+def max_nesting_depth(spans) -> int:
+    """The most spans covering one token."""
+    return max([sum(1 for s in spans if s.start <= i < s.end) for s in spans for i in range(s.start, s.end)] + [1])
 
 
 def nested_pairs(spans: Set[SpanTuple]) -> Set[SpanTuple]:
@@ -87,14 +97,17 @@ def main(argv=None) -> int:
         verdict = "correct" if (span.start, span.end, span.label_) in true else "wrong"
         print(f"{span.start:>3} {span.end:>3} {span.label_:<5} {verdict:<7} {span.text}")
 
-    html = displacy.render(doc, style="span", options={"spans_key": args.spans_key}, page=True)
+    labels = sorted({span.label_ for span in doc.spans[args.spans_key]})
+    colors = dict(zip(labels, PALETTE * (len(labels) // len(PALETTE) + 1)))
+    body = displacy.render(doc, style="span", options={"spans_key": args.spans_key, "colors": colors})
     html_path = Path(args.html) if args.html else Path(tempfile.mkdtemp()) / "spans.html"
-    html_path.write_text(html, encoding="utf-8")
-    # displaCy wraps lines at the window width; the height fits one wrapped line per ~34 chars.
-    lines = max(1, -(-len(doc.text) // 34))
-    depth = max(len(doc.spans[args.spans_key]), 1)
-    screenshot(html_path, Path(args.png), args.width, 60 + lines * (70 + 18 * depth))
-    print(f"Wrote {args.png} ({len(doc.text)} chars, {depth} predicted spans)")
+    html_path.write_text(PAGE.format(body=body), encoding="utf-8")
+    # Window height: the wrapped lines of text (one character per ~26 px, spaced out as tokens),
+    # each a row of text plus one row per level of nested spans.
+    lines = -(-len(doc.text) // max(1, (args.width - 40) // 26))
+    depth = max_nesting_depth(doc.spans[args.spans_key])
+    screenshot(html_path, Path(args.png), args.width, 24 + lines * (48 + 16 * depth))
+    print(f"Wrote {args.png} ({len(doc.text)} chars, {len(doc.spans[args.spans_key])} predicted spans)")
     return 0
 
 
