@@ -38,7 +38,7 @@ def max_nesting_depth(spans) -> int:
     return max([sum(1 for s in spans if s.start <= i < s.end) for s in spans for i in range(s.start, s.end)] + [1])
 
 
-def nested_pairs(spans: Set[SpanTuple]) -> Set[SpanTuple]:
+def inner_spans(spans: Set[SpanTuple]) -> Set[SpanTuple]:
     """The spans that lie inside (or exactly on) another span of the set."""
     return {
         inner for inner in spans
@@ -53,7 +53,7 @@ def pick_doc(predicted: List[Doc], gold: List[Doc], key: str, max_chars: int) ->
             continue
         pred = {(s.start, s.end, s.label_) for s in doc.spans[key]}
         true = {(s.start, s.end, s.label_) for s in gold_doc.spans.get(key, [])}
-        correct_nested = len(nested_pairs(pred) & true)
+        correct_nested = len(inner_spans(pred) & true)
         if not correct_nested:
             continue
         rank = (correct_nested, -len(pred - true), -len(doc.text))
