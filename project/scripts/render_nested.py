@@ -33,6 +33,10 @@ CHROMIUM_FLAGS = [
 ]
 
 
+def span_set(spans) -> Set[SpanTuple]:
+    return {(span.start, span.end, span.label_) for span in spans}
+
+
 def max_nesting_depth(spans) -> int:
     """The most spans covering one token."""
     return max([sum(1 for s in spans if s.start <= i < s.end) for s in spans for i in range(s.start, s.end)] + [1])
@@ -51,8 +55,7 @@ def pick_doc(predicted: List[Doc], gold: List[Doc], key: str, max_chars: int) ->
     for index, (doc, gold_doc) in enumerate(zip(predicted, gold)):
         if len(doc.text) > max_chars:
             continue
-        pred = {(s.start, s.end, s.label_) for s in doc.spans[key]}
-        true = {(s.start, s.end, s.label_) for s in gold_doc.spans.get(key, [])}
+        pred, true = span_set(doc.spans[key]), span_set(gold_doc.spans.get(key, []))
         correct_nested = len(inner_spans(pred) & true)
         if not correct_nested:
             continue
@@ -92,7 +95,7 @@ def main(argv=None) -> int:
     predicted = list(nlp.pipe(doc.text for doc in gold))
     index = pick_doc(predicted, gold, args.spans_key, args.max_chars)
     doc = predicted[index]
-    true = {(s.start, s.end, s.label_) for s in gold[index].spans[args.spans_key]}
+    true = span_set(gold[index].spans[args.spans_key])
     for span in doc.spans[args.spans_key]:
         verdict = "correct" if (span.start, span.end, span.label_) in true else "wrong"
         print(f"{span.start:>3} {span.end:>3} {span.label_:<5} {verdict:<7} {span.text}")
