@@ -31,6 +31,9 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--hide-scrollbars", "--force-device-scale-factor=2",
 ]
+# Headless Chromium's viewport is about 90 px shorter than --window-size: a window sized to the
+# content alone screenshots blank or cut (seen with Chromium 156).
+WINDOW_CHROME_PX = 100
 
 
 def span_set(spans) -> Set[SpanTuple]:
@@ -109,7 +112,8 @@ def main(argv=None) -> int:
     # each a row of text plus one row per level of nested spans.
     lines = -(-len(doc.text) // max(1, (args.width - 40) // 26))
     depth = max_nesting_depth(doc.spans[args.spans_key])
-    screenshot(html_path, Path(args.png), args.width, 24 + lines * (48 + 16 * depth))
+    content_height = 24 + lines * (48 + 16 * depth)
+    screenshot(html_path, Path(args.png), args.width, content_height + WINDOW_CHROME_PX)
     print(f"Wrote {args.png} ({len(doc.text)} chars, {len(doc.spans[args.spans_key])} predicted spans)")
     return 0
 
