@@ -59,6 +59,7 @@ MAX_BATCH_CELLS = 2**24
         "max_length": None,
         "write_ents": True,
         "ents_strategy": "score",
+        "learn_rate_scale": 1.0,
         "scorer": {"@scorers": "spacy-globalpointer.spans_scorer.v1"},
     },
     default_score_weights={
@@ -80,6 +81,7 @@ def make_globalpointer_spans(
     max_length: Optional[int],
     write_ents: bool,
     ents_strategy: str,
+    learn_rate_scale: float,
     scorer: Optional[Callable],
 ) -> "GlobalPointerSpans":
     """Create a GlobalPointer span finder for (nested) named entities.
@@ -93,6 +95,10 @@ def make_globalpointer_spans(
     write_ents: also write a non-overlapping subset of the spans to ``doc.ents``.
     ents_strategy: how ``doc.ents`` resolves overlaps: ``"score"`` keeps the
         most probable span first, ``"length"`` the longest.
+    learn_rate_scale: multiplies the optimizer's learning rate for this
+        component's own weights. With a listener those are the head's only, so
+        a randomly initialised head can learn faster than a pretrained encoder
+        is fine-tuned.
     scorer: the scoring method.
     """
     return GlobalPointerSpans(
@@ -105,8 +111,20 @@ def make_globalpointer_spans(
         max_length=max_length,
         write_ents=write_ents,
         ents_strategy=ents_strategy,
+        learn_rate_scale=learn_rate_scale,
         scorer=scorer,
     )
+
+
+class ScaledOptimizer:
+    """Calls a thinc optimizer with its learning rate multiplied by ``scale``."""
+
+    def __init__(self, optimizer: Optimizer, scale: float) -> None:
+        self.optimizer = optimizer
+        self.scale = scale
+
+    def __call__(self, key: Tuple[int, str], weights, gradient, *, lr_scale: float = 1.0):
+        return self.optimizer(key, weights, gradient, lr_scale=lr_scale * self.scale)
 
 
 class GlobalPointerSpans(TrainablePipe):
@@ -124,12 +142,15 @@ class GlobalPointerSpans(TrainablePipe):
         max_length: Optional[int] = None,
         write_ents: bool = True,
         ents_strategy: str = "score",
+        learn_rate_scale: float = 1.0,
         scorer: Optional[Callable] = score_globalpointer,
     ) -> None:
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be a positive number of tokens or null, got {max_length}")
         if ents_strategy not in OVERLAP_STRATEGIES:
             raise ValueError(f"ents_strategy must be one of {OVERLAP_STRATEGIES}, got {ents_strategy!r}")
+        if not learn_rate_scale > 0:
+            raise ValueError(f"learn_rate_scale must be positive, got {learn_rate_scale}")
         probability_to_logit([threshold, *(label_thresholds or {}).values()])
         self.vocab = vocab
         self.model = model
@@ -143,6 +164,7 @@ class GlobalPointerSpans(TrainablePipe):
             "max_length": max_length,
             "write_ents": write_ents,
             "ents_strategy": ents_strategy,
+            "learn_rate_scale": learn_rate_scale,
         }
 
     @property
@@ -285,6 +307,11 @@ class GlobalPointerSpans(TrainablePipe):
             self.finish_update(sgd)
         losses[self.name] += loss
         return losses
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Update the component's weights, at ``learn_rate_scale`` times the optimizer's rate."""
+        scale = self.cfg["learn_rate_scale"]
+        self.model.finish_update(sgd if scale == 1.0 else ScaledOptimizer(sgd, scale))
 
     def get_loss(
         self, examples: Iterable[Example], logits: List[Floats3d]

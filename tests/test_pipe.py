@@ -59,6 +59,7 @@ def test_factory_defaults():
     assert isinstance(pipe, GlobalPointerSpans)
     assert pipe.key == "sc" and pipe.cfg["threshold"] == 0.5 and pipe.cfg["max_length"] is None
     assert pipe.cfg["write_ents"] is True and pipe.cfg["ents_strategy"] == "score"
+    assert pipe.cfg["learn_rate_scale"] == 1.0
     config = nlp.config["components"]["globalpointer_spans"]
     assert config["model"]["@architectures"] == "spacy-globalpointer.EfficientGlobalPointer.v1"
     assert config["model"]["tok2vec"]["@architectures"] == "spacy.HashEmbedCNN.v2"
@@ -216,6 +217,49 @@ def test_invalid_settings_are_rejected():
         build_nlp(ents_strategy="first")
     with pytest.raises(ValueError, match="probabilities"):
         build_nlp(threshold=1.5)
+    with pytest.raises(ValueError, match="learn_rate_scale"):
+        build_nlp(learn_rate_scale=0.0)
+
+
+def listener_nlp(learn_rate_scale: float):
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("tok2vec", config={"model": SMALL_TOK2VEC})
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": SMALL_TOK2VEC["width"], "upstream": "tok2vec"}
+    model = {"@architectures": ARCHITECTURES[0], "head_size": 16, "tok2vec": listener}
+    nlp.add_pipe("globalpointer_spans", config={"model": model, "learn_rate_scale": learn_rate_scale})
+    return nlp
+
+
+def weights(nlp):
+    """Copies of the encoder's and the torch head's weights."""
+    encoder = [
+        node.get_param(name).copy()
+        for node in nlp.get_pipe("tok2vec").model.walk() for name in node.param_names if node.has_param(name)
+    ]
+    head = nlp.get_pipe("globalpointer_spans").model.get_ref("head").layers[0].shims[0]._model
+    return encoder, [parameter.detach().numpy().copy() for parameter in head.parameters()]
+
+
+def first_update(learn_rate_scale: float):
+    fix_random_seed(0)
+    nlp = listener_nlp(learn_rate_scale)
+    examples = make_examples(nlp, NESTED)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.L2 = 0.0
+    before = weights(nlp)
+    nlp.update(examples, sgd=optimizer, drop=0.0)
+    after = weights(nlp)
+    return [[a - b for a, b in zip(after_part, before_part)] for after_part, before_part in zip(after, before)]
+
+
+def test_learn_rate_scale_multiplies_the_head_updates_only():
+    encoder_1, head_1 = first_update(1.0)
+    encoder_10, head_10 = first_update(10.0)
+    for delta_1, delta_10 in zip(encoder_1, encoder_10):
+        numpy.testing.assert_allclose(delta_10, delta_1, rtol=1e-5, atol=1e-8)
+    assert any(numpy.abs(delta).max() > 0 for delta in head_1)
+    for delta_1, delta_10 in zip(head_1, head_10):
+        numpy.testing.assert_allclose(delta_10, 10.0 * delta_1, rtol=1e-2, atol=1e-6)
 
 
 def test_to_disk_and_spacy_load(trained_nlp, tmp_path):
