@@ -2,7 +2,8 @@
 # Smoke test of the spaCy project, for CI: runs every command of the `all` workflow
 # (convert, train, evaluate for People's Daily, CLUENER and CMeEE, then summarize) on the
 # first 50 records of each split with 20 training steps, in a throw-away copy of project/,
-# checks the outputs, and validates the GPU/offline-transformer configs. Nothing is left behind.
+# checks the outputs, runs the `compare` workflow (all four components, 2 steps each) and
+# validates the GPU/offline-transformer configs. Nothing is left behind.
 #
 #   bash project/scripts/smoke.sh [RAW_DIR]
 #
@@ -19,8 +20,11 @@ STEPS="${SMOKE_STEPS:-20}"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/globalpointer-smoke.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
-cp -r "$PROJECT_DIR/project.yml" "$PROJECT_DIR/configs" "$PROJECT_DIR/scripts" "$WORK/"
-cd "$WORK"
+# project/ beside benchmarks/, as in the repository (the compare workflow runs ../benchmarks/).
+mkdir -p "$WORK/project" "$WORK/benchmarks"
+cp -r "$PROJECT_DIR/project.yml" "$PROJECT_DIR/configs" "$PROJECT_DIR/scripts" "$WORK/project/"
+cp "$PROJECT_DIR/../benchmarks/compare_components.py" "$WORK/benchmarks/"
+cd "$WORK/project"
 
 echo "smoke: raw data from $RAW_DIR, $LIMIT records per split, $STEPS steps, in $WORK"
 "$PYTHON" -m weasel run all . \
@@ -47,6 +51,23 @@ summary = Path("metrics/summary.md").read_text("utf-8")
 for title in ("People's Daily", "CLUENER", "CMeEE"):
     assert title in summary, title
 print("smoke: outputs OK")
+PY
+
+"$PYTHON" -m weasel run compare . \
+    --vars.raw_dir "$RAW_DIR" --vars.limit "$LIMIT" --vars.compare_max_steps 2
+"$PYTHON" - <<'PY'
+import json
+from pathlib import Path
+
+table = Path("metrics/compare/results.md").read_text("utf-8")
+for name in ("people_daily", "cluener", "cmeee"):
+    rows = json.loads(Path(f"metrics/compare/{name}.json").read_text("utf-8"))["rows"]
+    assert set(rows) == {"gp_efficient", "gp_efficient+thr", "gp_original", "spancat", "ner"}, (name, sorted(rows))
+    for kind, row in rows.items():
+        assert 0.0 <= row["spans"]["f"] <= 1.0 and row["spans"]["gold"] > 0, (name, kind, row["spans"])
+        assert row["head_params"]["total"] > 0, (name, kind)
+    assert table.count(f"| {name} (") == len(rows), (name, table)
+print("smoke: compare table OK")
 PY
 
 # The GPU / pretrained-transformer configs must validate without downloading anything.
