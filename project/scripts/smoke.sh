@@ -71,7 +71,7 @@ print("smoke: compare table OK")
 PY
 
 # The GPU / pretrained-transformer configs must validate without downloading anything.
-for cfg in bert bert_original e5; do
+for cfg in bert bert_original e5 e5_original; do
     "$PYTHON" -m spacy debug config "configs/$cfg.cfg" --code scripts/functions.py \
         --paths.train corpus/cluener/train.spacy --paths.dev corpus/cluener/dev.spacy >/dev/null
     echo "smoke: configs/$cfg.cfg is valid"
