@@ -1,0 +1,73 @@
+"""Where a span model's errors are: missed spans, wrong labels, spurious spans.
+
+    python benchmarks/error_breakdown.py MODEL [MODEL ...] GOLD.spacy [--spans-key sc]
+
+For each model, every gold span of ``GOLD.spacy`` (``doc.spans[key]``) is
+counted as found, found with another label only (same boundaries, wrong
+label) or missed; every predicted span that is not gold is spurious (and
+counted again if a gold span has its boundaries). The median probability of
+correct and of spurious predictions shows how confident the model is.
+"""
+import argparse
+import statistics
+import sys
+from typing import Dict, Set, Tuple
+
+import spacy
+from spacy.tokens import DocBin
+
+SpanTuple = Tuple[int, int, str]
+
+
+def breakdown(model: str, gold_path: str, key: str) -> Dict[str, float]:
+    nlp = spacy.load(model)
+    gold_docs = list(DocBin().from_disk(gold_path).get_docs(nlp.vocab))
+    counts = dict.fromkeys(["gold", "found", "wrong_label", "missed", "spurious", "spurious_on_gold_boundaries"], 0)
+    correct_scores, spurious_scores = [], []
+    for gold_doc, doc in zip(gold_docs, nlp.pipe(d.text for d in gold_docs)):
+        gold: Set[SpanTuple] = {(s.start, s.end, s.label_) for s in gold_doc.spans.get(key, [])}
+        group = doc.spans.get(key, [])
+        scores = group.attrs.get("scores", [None] * len(group)) if len(group) else []
+        predicted = {(s.start, s.end, s.label_): score for s, score in zip(group, scores)}
+        gold_boundaries = {span[:2] for span in gold}
+        predicted_boundaries = {span[:2] for span in predicted}
+        counts["gold"] += len(gold)
+        for span in gold:
+            if span in predicted:
+                counts["found"] += 1
+            elif span[:2] in predicted_boundaries:
+                counts["wrong_label"] += 1
+            else:
+                counts["missed"] += 1
+        for span, score in predicted.items():
+            if span in gold:
+                correct_scores.append(score)
+            else:
+                counts["spurious"] += 1
+                counts["spurious_on_gold_boundaries"] += span[:2] in gold_boundaries
+                spurious_scores.append(score)
+    for name, values in (("median_p_correct", correct_scores), ("median_p_spurious", spurious_scores)):
+        values = [float(v) for v in values if v is not None]
+        counts[name] = round(statistics.median(values), 3) if values else float("nan")
+    return counts
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="model directories, then the gold .spacy file")
+    parser.add_argument("--spans-key", default="sc")
+    args = parser.parse_args(argv)
+    *models, gold_path = args.paths
+    if not models:
+        parser.error("give at least one MODEL and the GOLD.spacy file")
+    rows = [(model, breakdown(model, gold_path, args.spans_key)) for model in models]
+    columns = list(rows[0][1])
+    print("| model | " + " | ".join(columns) + " |")
+    print("| --- |" + " ---: |" * len(columns))
+    for model, counts in rows:
+        print(f"| {model} | " + " | ".join(str(counts[c]) for c in columns) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
