@@ -24,6 +24,7 @@ from .decoding import (
 from .head import band_width
 from .loss import globalpointer_loss
 from .model import build_torch_head
+from .optimizers import ScaledOptimizer
 from .scorer import annotated_spans, score_globalpointer
 
 DEFAULT_MODEL_CONFIG = """
@@ -114,17 +115,6 @@ def make_globalpointer_spans(
         learn_rate_scale=learn_rate_scale,
         scorer=scorer,
     )
-
-
-class ScaledOptimizer:
-    """Calls a thinc optimizer with its learning rate multiplied by ``scale``."""
-
-    def __init__(self, optimizer: Optimizer, scale: float) -> None:
-        self.optimizer = optimizer
-        self.scale = scale
-
-    def __call__(self, key: Tuple[int, str], weights, gradient, *, lr_scale: float = 1.0):
-        return self.optimizer(key, weights, gradient, lr_scale=lr_scale * self.scale)
 
 
 class GlobalPointerSpans(TrainablePipe):
