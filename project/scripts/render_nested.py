@@ -31,9 +31,9 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--hide-scrollbars", "--force-device-scale-factor=2",
 ]
-# Headless Chromium's viewport is about 90 px shorter than --window-size: a window sized to the
-# content alone screenshots blank or cut (seen with Chromium 156).
-WINDOW_CHROME_PX = 100
+# Headless Chromium shows less of the page than a short --window-size (at 104 px, only the top
+# ~15 px; seen with Chromium 156): the window is made taller than the content by this margin.
+WINDOW_MARGIN_PX = 100
 
 
 def span_set(spans) -> Set[SpanTuple]:
@@ -70,13 +70,15 @@ def pick_doc(predicted: List[Doc], gold: List[Doc], key: str, max_chars: int) ->
     return best
 
 
-def screenshot(html_path: Path, png_path: Path, width: int, height: int) -> None:
+def screenshot(html_path: Path, png_path: Path, width: int, content_height: int) -> None:
+    """Screenshot the page, at least ``content_height`` CSS pixels of it, ``width`` wide."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("Chromium not found: apt-get install chromium fonts-wqy-microhei")
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+             f"--window-size={width},{content_height + WINDOW_MARGIN_PX}",
              f"--screenshot={png_path.resolve()}", html_path.resolve().as_uri()],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
         )
@@ -112,8 +114,7 @@ def main(argv=None) -> int:
     # each a row of text plus one row per level of nested spans.
     lines = -(-len(doc.text) // max(1, (args.width - 40) // 26))
     depth = max_nesting_depth(doc.spans[args.spans_key])
-    content_height = 24 + lines * (48 + 16 * depth)
-    screenshot(html_path, Path(args.png), args.width, content_height + WINDOW_CHROME_PX)
+    screenshot(html_path, Path(args.png), args.width, 24 + lines * (48 + 16 * depth))
     print(f"Wrote {args.png} ({len(doc.text)} chars, {len(doc.spans[args.spans_key])} predicted spans)")
     return 0
 
