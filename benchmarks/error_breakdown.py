@@ -9,6 +9,7 @@ counted again if a gold span has its boundaries). The median probability of
 correct and of spurious predictions shows how confident the model is.
 """
 import argparse
+import math
 import statistics
 import sys
 from typing import Dict, Set, Tuple
@@ -26,9 +27,11 @@ def breakdown(model: str, gold_path: str, key: str) -> Dict[str, float]:
     correct_scores, spurious_scores = [], []
     for gold_doc, doc in zip(gold_docs, nlp.pipe(d.text for d in gold_docs)):
         gold: Set[SpanTuple] = {(s.start, s.end, s.label_) for s in gold_doc.spans.get(key, [])}
-        group = doc.spans.get(key, [])
-        scores = group.attrs.get("scores", [None] * len(group)) if len(group) else []
-        predicted = {(s.start, s.end, s.label_): score for s, score in zip(group, scores)}
+        predicted: Dict[SpanTuple, float] = {}
+        if key in doc.spans:
+            group = doc.spans[key]
+            scores = group.attrs.get("scores", [math.nan] * len(group))
+            predicted = {(s.start, s.end, s.label_): float(score) for s, score in zip(group, scores)}
         gold_boundaries = {span[:2] for span in gold}
         predicted_boundaries = {span[:2] for span in predicted}
         counts["gold"] += len(gold)
@@ -47,8 +50,7 @@ def breakdown(model: str, gold_path: str, key: str) -> Dict[str, float]:
                 counts["spurious_on_gold_boundaries"] += span[:2] in gold_boundaries
                 spurious_scores.append(score)
     for name, values in (("median_p_correct", correct_scores), ("median_p_spurious", spurious_scores)):
-        values = [float(v) for v in values if v is not None]
-        counts[name] = round(statistics.median(values), 3) if values else float("nan")
+        counts[name] = round(statistics.median(values), 3) if values else math.nan
     return counts
 
 
