@@ -2,7 +2,7 @@
 
     python benchmarks/error_breakdown.py MODEL [MODEL ...] GOLD.spacy [--spans-key sc]
 
-For each model, every gold span of ``GOLD.spacy`` (``doc.spans[key]``) is
+For each model, every gold span of ``GOLD.spacy`` (``doc.spans[key]``, else ``doc.ents``) is
 counted as found, found with another label only (same boundaries, wrong
 label) or missed; every predicted span that is not gold is spurious (and
 counted again if a gold span has its boundaries). The median probability of
@@ -17,6 +17,8 @@ from typing import Dict, Set, Tuple
 import spacy
 from spacy.tokens import DocBin
 
+from spacy_globalpointer.scorer import annotated_spans
+
 SpanTuple = Tuple[int, int, str]
 
 
@@ -26,7 +28,7 @@ def breakdown(model: str, gold_path: str, key: str) -> Dict[str, float]:
     counts = dict.fromkeys(["gold", "found", "wrong_label", "missed", "spurious", "spurious_on_gold_boundaries"], 0)
     correct_scores, spurious_scores = [], []
     for gold_doc, doc in zip(gold_docs, nlp.pipe(d.text for d in gold_docs)):
-        gold: Set[SpanTuple] = {(s.start, s.end, s.label_) for s in gold_doc.spans.get(key, [])}
+        gold: Set[SpanTuple] = {(s.start, s.end, s.label_) for s in annotated_spans(gold_doc, key)}
         predicted: Dict[SpanTuple, float] = {}
         if key in doc.spans:
             group = doc.spans[key]
