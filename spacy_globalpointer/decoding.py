@@ -5,7 +5,7 @@ import numpy
 from thinc.api import get_array_module
 from thinc.types import Floats1d, Floats3d, Ints1d
 
-from .loss import valid_cells
+from .layout import cell_end, valid_cells
 
 OVERLAP_STRATEGIES = ("score", "length")
 
@@ -37,7 +37,7 @@ def decode_spans(logits: Floats3d, threshold_logits: Floats1d) -> DecodedSpans:
     cells = xp.nonzero(selected)
     labels, starts, offsets = (to_numpy(column).astype("int64") for column in cells)
     scores = sigmoid(to_numpy(logits[cells]).astype("float32"))
-    ends = starts + offsets + 1
+    ends = cell_end(starts, offsets)
     order = numpy.lexsort((labels, ends, starts))
     return DecodedSpans(labels[order], starts[order], ends[order], scores[order])
 

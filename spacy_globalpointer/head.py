@@ -2,10 +2,11 @@
 
 Both heads map token vectors ``(batch, n, width)`` to span logits in a *banded*
 layout ``(batch, labels, n, band)``: cell ``[b, c, i, w]`` scores the span of
-label ``c`` that starts at token ``i`` and ends (inclusive) at token ``i + w``.
-With ``max_span_length=None`` the band covers every span of the padded batch
-(``band = n``); with ``max_span_length=W`` only spans of at most ``W`` tokens
-are computed and stored, so memory grows as ``n * W`` rather than ``n * n``.
+label ``c`` that starts at token ``i`` and ends (inclusive) at token ``i + w``
+(see ``layout``). With ``max_span_length=None`` the band covers every span of
+the padded batch (``band = n``); with ``max_span_length=W`` only spans of at
+most ``W`` tokens are computed and stored, so memory grows as ``n * W`` rather
+than ``n * n``.
 Cells that do not describe a span inside the document are filled with the
 most negative finite value of the dtype (safe in fp16).
 """
@@ -15,6 +16,8 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .layout import band_width, cell_end
 
 
 def rotary_tables(
@@ -48,13 +51,6 @@ def rotary_position_embedding(
     cos, signed_sin = tables or rotary_tables(x.shape[-2], x.shape[-1], x.device, x.dtype)
     swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
     return (x * cos).addcmul_(swapped, signed_sin)
-
-
-def band_width(n_tokens: int, max_span_length: Optional[int]) -> int:
-    """The number of span lengths stored per start token."""
-    if max_span_length is None:
-        return max(n_tokens, 1)
-    return max(min(max_span_length, n_tokens), 1)
 
 
 def banded_scores(query: torch.Tensor, key: torch.Tensor, band: int) -> torch.Tensor:
@@ -91,8 +87,8 @@ def banded_end_values(values: torch.Tensor, band: int) -> torch.Tensor:
 
 def invalid_span_mask(lengths: torch.Tensor, n: int, band: int) -> torch.Tensor:
     """``(batch, 1, n, band)`` booleans: does cell ``(i, w)`` end past its document?"""
-    ends = torch.arange(n, device=lengths.device)[:, None] + torch.arange(band, device=lengths.device)
-    return (ends[None, :, :] >= lengths[:, None, None]).unsqueeze(1)
+    ends = cell_end(torch.arange(n, device=lengths.device)[:, None], torch.arange(band, device=lengths.device))
+    return (ends[None, :, :] > lengths[:, None, None]).unsqueeze(1)
 
 
 def mask_invalid_(logits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

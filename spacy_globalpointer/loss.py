@@ -11,10 +11,7 @@ import numpy
 from thinc.api import get_array_module
 from thinc.types import Floats3d, Ints2d
 
-
-def valid_cells(n_tokens: int, band: int, xp=numpy):
-    """``(n, band)`` booleans: does the span ``(i, i + w)`` end inside the doc?"""
-    return (xp.arange(n_tokens)[:, None] + xp.arange(band)[None, :]) < n_tokens
+from .layout import valid_cells
 
 
 def log1p_sum_exp(values, axis: int):

@@ -21,7 +21,7 @@ from .decoding import (
     probability_to_logit,
     select_non_overlapping,
 )
-from .head import band_width
+from .layout import band_width, cell_offset
 from .loss import globalpointer_loss
 from .model import build_torch_head
 from .optimizers import ScaledOptimizer
@@ -313,7 +313,7 @@ class GlobalPointerSpans(TrainablePipe):
         return globalpointer_loss(logits, positives)
 
     def _gold_cells(self, eg: Example, band: int) -> Ints2d:
-        """Unique ``(label, start, length - 1)`` rows of the gold spans aligned to the predicted doc."""
+        """Unique ``(label, start, offset)`` cells of the gold spans aligned to the predicted doc."""
         label_ids = {label: i for i, label in enumerate(self.labels)}
         gold = annotated_spans(eg.reference, self.key)
         rows = []
@@ -334,10 +334,11 @@ class GlobalPointerSpans(TrainablePipe):
                     f"does not know (labels: {list(self.labels)}). Initialise the component "
                     f"on data that contains it, or list it in [initialize.components.{self.name}.labels]."
                 )
-            if len(span) > band:
+            offset = cell_offset(span.start, span.end)
+            if offset >= band:
                 too_long += 1
                 continue
-            rows.append((label_ids[span.label_], span.start, len(span) - 1))
+            rows.append((label_ids[span.label_], span.start, offset))
         if too_long:
             warnings.warn(
                 f"'{self.name}' skipped {too_long} gold span(s) longer than "

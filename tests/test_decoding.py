@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from spacy_globalpointer.decoding import decode_spans, probability_to_logit, select_non_overlapping
-from spacy_globalpointer.loss import valid_cells
+from spacy_globalpointer.layout import valid_cells
 
 
 @st.composite
