@@ -13,10 +13,8 @@ from .head import HEADS
 
 PaddedBatch = Tuple[Floats3d, Ints1d]
 
-# ``nlp.pipe(n_process=...)`` forks workers; a forked child inherits the parent's
-# OpenMP thread pool in a dead state and hangs on its first parallel torch op.
-# The workers are the parallelism, so each runs torch on one thread.
-os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
+# The process whose torch thread pool the head runs on: see ``use_one_thread_if_forked``.
+_torch_pid = os.getpid()
 
 
 @registry.architectures("spacy-globalpointer.EfficientGlobalPointer.v1")
@@ -119,11 +117,26 @@ def build_torch_head(model: Model) -> None:
     )
 
 
+def use_one_thread_if_forked() -> None:
+    """Run torch on one thread in a forked child, before its first torch op of the head.
+
+    A forked child (``nlp.pipe(n_process=...)``) inherits the parent's OpenMP thread
+    pool in a dead state and hangs on its first parallel torch op. The workers are
+    the parallelism, so each runs torch on one thread. Only processes that run the
+    head are affected.
+    """
+    global _torch_pid
+    if os.getpid() != _torch_pid:
+        torch.set_num_threads(1)
+        _torch_pid = os.getpid()
+
+
 def head_forward(
     model: Model, X: List[Floats2d], is_train: bool
 ) -> Tuple[List[Floats3d], Callable]:
     if not X:
         return [], lambda d_logits: []
+    use_one_thread_if_forked()
     torch_head = model.layers[0]
     lengths = [len(x) for x in X]
     padded = pad_tokens(model, X)
