@@ -228,7 +228,7 @@ def training_config(kind: str, args: argparse.Namespace, data: Dict[str, Any], w
 
 def run_dataset(dataset: str, args: argparse.Namespace) -> Dict[str, Any]:
     out = Path(args.output)
-    work = out / "work" / dataset
+    work = out / dataset
     print(f"== {dataset}: converting", flush=True)
     data = prepare_data(dataset, args, work / "corpus")
     nlp = spacy.blank("zh")
