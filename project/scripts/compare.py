@@ -132,9 +132,11 @@ def prepare_data(dataset: str, args: argparse.Namespace, work: Path) -> Dict[str
 # ---- scoring ------------------------------------------------------------------------------------
 
 
-def evaluate(model_dir: Path, eval_docs: List[Doc]) -> Dict[str, Any]:
+def evaluate(model_dir: Path, eval_path: str) -> Dict[str, Any]:
     """Spans and ents P/R/F of a trained pipeline on the gold docs (which carry flat ``doc.ents``)."""
     nlp = spacy.load(model_dir)
+    # gold docs in the pipeline's vocab: the scorer aligns predicted spans onto them
+    eval_docs = list(DocBin().from_disk(eval_path).get_docs(nlp.vocab))
     start = time.perf_counter()
     predicted = list(nlp.pipe((doc.text for doc in eval_docs), batch_size=64))
     seconds = time.perf_counter() - start
@@ -254,7 +256,7 @@ def run_dataset(dataset: str, args: argparse.Namespace) -> Dict[str, Any]:
         model_dir = run_dir / "model-last"
         print(f"== {dataset}/{kind}: trained in {timing['wall_s']:.0f}s wall, {timing['cpu_s']:.0f}s CPU; "
               f"evaluating on {data['eval_split']}", flush=True)
-        row = evaluate(model_dir, eval_docs)
+        row = evaluate(model_dir, data["paths"]["eval"])
         row.update({"train": timing, "head_params": head_parameters(model_dir, kind), "config": str(config_path)})
         result["rows"][kind] = row
         print(f"   spans F {100 * row['spans']['f']:.2f}", flush=True)
@@ -264,7 +266,7 @@ def run_dataset(dataset: str, args: argparse.Namespace) -> Dict[str, Any]:
             fit = run_timed([sys.executable, "-m", "spacy_globalpointer.fit_thresholds", str(model_dir),
                              data["paths"]["heldout"], "--output", str(thr_dir), "--report", str(report)],
                             work / "fit_thresholds.log")
-            thr_row = evaluate(thr_dir, eval_docs)
+            thr_row = evaluate(thr_dir, data["paths"]["eval"])
             thr_row.update({"train": timing, "fit_s": fit["wall_s"], "head_params": row["head_params"],
                             "label_thresholds": json.loads(report.read_text("utf-8"))["thresholds"]})
             result["rows"]["gp_efficient+thr"] = thr_row
