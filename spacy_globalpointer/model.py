@@ -88,8 +88,10 @@ def build_globalpointer_model(
 
 
 def head_init(model: Model, X: Optional[List[Floats2d]] = None, Y=None) -> None:
+    """(Re)build the torch head with fresh weights: initialising twice starts it over."""
     if X is not None and not model.has_dim("nI"):
         model.set_dim("nI", X[0].shape[1])
+    model.layers.clear()
     build_torch_head(model)
 
 
@@ -97,7 +99,7 @@ def build_torch_head(model: Model) -> None:
     """Create the wrapped PyTorch head once ``nI`` and ``nO`` are known.
 
     Called on initialisation and, with the stored input width, before
-    deserialising a trained pipeline.
+    deserialising a trained pipeline; a head that exists already is kept.
     """
     if model.layers:
         return
