@@ -45,6 +45,8 @@ maxout_pieces = 3
 subword_features = true
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+# What a saved pipeline's ``cfg`` contributes on loading; every other setting comes from its config.
+SAVED_CFG_KEYS = ("labels", "nI")
 # ``pipe`` predicts at most this many padded logits (docs x labels x tokens x band) at once.
 MAX_BATCH_CELLS = 2**24
 
@@ -380,9 +382,27 @@ class GlobalPointerSpans(TrainablePipe):
                 f"head_size={self._head.attrs['head_size']})."
             ) from error
 
+    def _restore_cfg(self, saved: Dict[str, Any]) -> None:
+        """Take what the weights depend on (labels, encoder width) from the saved ``cfg``.
+
+        The settings (threshold, label_thresholds, max_length, write_ents, ...) stay those of
+        the config the component was created from, so ``nlp.config`` and behaviour agree and
+        ``spacy.load(path, config=...)`` or an edited ``config.cfg`` take effect.
+        """
+        for key in SAVED_CFG_KEYS:
+            if key in saved:
+                self.cfg[key] = saved[key]
+        unlisted = saved.get("label_thresholds") or {}
+        if unlisted and not self.cfg["label_thresholds"]:
+            warnings.warn(
+                f"'{self.name}' was saved with label_thresholds {unlisted}, which its config does "
+                f"not list: they are not used. To use them, set label_thresholds in "
+                f"[components.{self.name}] of the pipeline's config.cfg."
+            )
+
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "GlobalPointerSpans":
         deserialize = {
-            "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
+            "cfg": lambda b: self._restore_cfg(srsly.json_loads(b)),
             "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
             "model": self._load_model_bytes,
         }
@@ -395,7 +415,7 @@ class GlobalPointerSpans(TrainablePipe):
                 self._load_model_bytes(model_file.read(), source=str(model_path))
 
         deserialize = {
-            "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
+            "cfg": lambda p: self._restore_cfg(srsly.read_json(p)),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
             "model": load_model,
         }

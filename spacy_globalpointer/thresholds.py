@@ -135,10 +135,11 @@ def fit_pipeline_thresholds(
     grid: Sequence[float] = DEFAULT_GRID,
     min_support: int = 1,
 ) -> Dict[str, LabelFit]:
-    """Fit per-label thresholds on ``references`` and store them in the component's ``cfg``.
+    """Fit per-label thresholds on ``references`` and store them in the component's ``cfg`` and config.
 
-    They are saved with the pipeline (``nlp.to_disk``) and used by ``spacy.load``. Labels without
-    held-out support are removed from ``label_thresholds`` (they use ``threshold``).
+    Written into ``nlp.config`` too, they are saved in the pipeline's ``config.cfg``
+    (``nlp.to_disk``) and used by ``spacy.load``. Labels without held-out support are removed
+    from ``label_thresholds`` (they use ``threshold``).
     """
     name = _component_name(nlp, component)
     pipe = nlp.get_pipe(name)
@@ -147,4 +148,5 @@ def fit_pipeline_thresholds(
                                 min_support=min_support)
     probability_to_logit([fit.threshold for fit in fits.values()])  # validates
     pipe.cfg["label_thresholds"] = {label: fit.threshold for label, fit in fits.items()}
+    nlp.get_pipe_config(name)["label_thresholds"] = dict(pipe.cfg["label_thresholds"])
     return fits

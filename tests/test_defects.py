@@ -1,7 +1,13 @@
 """Regression tests for reported defects of the globalpointer_spans component."""
+import shutil
+
 import numpy
+import pytest
 import spacy
-from thinc.api import fix_random_seed
+import srsly
+from thinc.api import Config, fix_random_seed
+
+from spacy_globalpointer.thresholds import fit_pipeline_thresholds
 
 from nested_data import NESTED, SMALL_TOK2VEC, make_examples
 
@@ -46,3 +52,96 @@ def test_second_initialize_starts_the_head_over():
     expected = head_weights(fresh)
     for key, value in expected.items():
         numpy.testing.assert_allclose(reinitialised[key], value)
+
+
+# ----------------------------------------------------------------------------- 2. settings at load time
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    nlp = build_nlp()
+    train(nlp, make_examples(nlp, NESTED), steps=30)
+    path = tmp_path_factory.mktemp("saved") / "model"
+    nlp.to_disk(path)
+    return path
+
+
+TEXT = NESTED[0][0]  # 19 tokens, no whitespace
+
+
+def n_cells(n_tokens: int, n_labels: int, max_length: int) -> int:
+    return n_labels * sum(min(max_length, n_tokens - start) for start in range(n_tokens))
+
+
+def load_with(path, **settings):
+    return spacy.load(path, config={"components": {NAME: settings}})
+
+
+def test_settings_given_at_load_time_are_used(saved_model):
+    nlp = load_with(saved_model, threshold=0.0, max_length=4, write_ents=False)
+    pipe = nlp.get_pipe(NAME)
+    config = nlp.config["components"][NAME]
+    for key in ("threshold", "max_length", "write_ents", "ents_strategy"):
+        assert pipe.cfg[key] == config[key], key
+    doc = nlp(TEXT)
+    # threshold 0: every span up to max_length tokens is predicted, none longer
+    assert len(doc.spans["sc"]) == n_cells(len(doc), len(pipe.labels), 4)
+    assert max(len(span) for span in doc.spans["sc"]) == 4
+    assert not doc.has_annotation("ENT_IOB")
+
+
+def test_ents_strategy_given_at_load_time_is_used(saved_model):
+    nlp = load_with(saved_model, threshold=0.0, ents_strategy="length")
+    doc = nlp(TEXT)
+    # every span is predicted: "length" keeps one span covering the whole doc
+    assert [(ent.start, ent.end) for ent in doc.ents] == [(0, len(doc))]
+
+
+def test_label_thresholds_in_config_cfg_are_used(saved_model, tmp_path):
+    labels = spacy.load(saved_model).get_pipe(NAME).labels
+    nlp = load_edited(saved_model, tmp_path, threshold=0.0, label_thresholds={"PER": 1.0})
+    assert nlp.get_pipe(NAME).cfg["label_thresholds"] == {"PER": 1.0}
+    doc = nlp(TEXT)
+    found = {span.label_ for span in doc.spans["sc"]}
+    assert found == set(labels) - {"PER"}
+
+
+def load_edited(path, tmp_path, **settings):
+    """Load a copy of the pipeline at ``path`` whose config.cfg has ``settings`` written in."""
+    copy = tmp_path / "edited"
+    shutil.copytree(path, copy)
+    config = Config().from_disk(copy / "config.cfg")
+    config["components"][NAME].update(settings)
+    config.to_disk(copy / "config.cfg")
+    return spacy.load(copy)
+
+
+def test_edited_config_cfg_takes_effect(saved_model, tmp_path):
+    nlp = load_edited(saved_model, tmp_path, threshold=0.0, max_length=2)
+    doc = nlp(TEXT)
+    assert len(doc.spans["sc"]) == n_cells(len(doc), len(nlp.get_pipe(NAME).labels), 2)
+
+
+def test_fitted_thresholds_are_in_the_config_and_survive_saving(saved_model, tmp_path):
+    nlp = spacy.load(saved_model)
+    references = [eg.reference for eg in make_examples(nlp, NESTED)]
+    fit_pipeline_thresholds(nlp, references)
+    fitted = nlp.get_pipe(NAME).cfg["label_thresholds"]
+    assert fitted and nlp.config["components"][NAME]["label_thresholds"] == fitted
+    nlp.to_disk(tmp_path / "fitted")
+    saved_config = Config().from_disk(tmp_path / "fitted" / "config.cfg")
+    assert saved_config["components"][NAME]["label_thresholds"] == pytest.approx(fitted)
+    loaded = spacy.load(tmp_path / "fitted")
+    assert loaded.get_pipe(NAME).cfg["label_thresholds"] == pytest.approx(fitted)
+    assert loaded.config["components"][NAME]["label_thresholds"] == pytest.approx(fitted)
+
+
+def test_thresholds_saved_only_in_cfg_are_reported(saved_model, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(saved_model, copy)
+    cfg = srsly.read_json(copy / NAME / "cfg")
+    cfg["label_thresholds"] = {"PER": 0.3}
+    srsly.write_json(copy / NAME / "cfg", cfg)
+    with pytest.warns(UserWarning, match="label_thresholds"):
+        nlp = spacy.load(copy)
+    assert nlp.get_pipe(NAME).cfg["label_thresholds"] == {}
