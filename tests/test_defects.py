@@ -145,3 +145,38 @@ def test_thresholds_saved_only_in_cfg_are_reported(saved_model, tmp_path):
     with pytest.warns(UserWarning, match="label_thresholds"):
         nlp = spacy.load(copy)
     assert nlp.get_pipe(NAME).cfg["label_thresholds"] == {}
+
+
+# ----------------------------------------------------------------------------- 3. mixed precision on a CPU
+
+
+def build_mixed_precision_nlp(**model_settings):
+    nlp = spacy.blank("zh")
+    model = {
+        "@architectures": "spacy-globalpointer.EfficientGlobalPointer.v1",
+        "head_size": 16,
+        "tok2vec": SMALL_TOK2VEC,
+        "mixed_precision": True,
+        **model_settings,
+    }
+    nlp.add_pipe(NAME, config={"model": model})
+    return nlp
+
+
+def test_mixed_precision_on_cpu_trains_in_fp32_with_a_warning():
+    nlp = build_mixed_precision_nlp()
+    examples = make_examples(nlp, NESTED)
+    with pytest.warns(UserWarning, match="mixed_precision"):
+        optimizer = nlp.initialize(lambda: examples)
+    losses = [nlp.update(examples, sgd=optimizer)[NAME] for _ in range(3)]
+    assert all(numpy.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_grad_scaler_config_reaches_the_scaler():
+    nlp = build_mixed_precision_nlp(grad_scaler_config={"init_scale": 1024.0, "growth_interval": 7})
+    assert nlp.config["components"][NAME]["model"]["grad_scaler_config"]["growth_interval"] == 7
+    with pytest.warns(UserWarning, match="mixed_precision"):
+        nlp.initialize(lambda: make_examples(nlp, NESTED))
+    scaler = nlp.get_pipe(NAME).model.get_ref("head").layers[0].shims[0]._grad_scaler
+    assert scaler._growth_interval == 7 and float(scaler._scale[0]) == 1024.0
+    assert not scaler._enabled  # no GPU: scaling off
