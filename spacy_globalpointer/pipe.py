@@ -62,6 +62,7 @@ MAX_BATCH_CELLS = 2**24
         "max_length": None,
         "write_ents": True,
         "ents_strategy": "score",
+        "ents_overwrite": False,
         "learn_rate_scale": 1.0,
         "scorer": {"@scorers": "spacy-globalpointer.spans_scorer.v1"},
     },
@@ -84,6 +85,7 @@ def make_globalpointer_spans(
     max_length: Optional[int],
     write_ents: bool,
     ents_strategy: str,
+    ents_overwrite: bool,
     learn_rate_scale: float,
     scorer: Optional[Callable],
 ) -> "GlobalPointerSpans":
@@ -98,6 +100,8 @@ def make_globalpointer_spans(
     write_ents: also write a non-overlapping subset of the spans to ``doc.ents``.
     ents_strategy: how ``doc.ents`` resolves overlaps: ``"score"`` keeps the
         most probable span first, ``"length"`` the longest.
+    ents_overwrite: drop the entities set by earlier components; by default those
+        that do not overlap a span written to ``doc.ents`` are kept.
     learn_rate_scale: multiplies the optimizer's learning rate for this
         component's own weights. With a listener those are the head's only, so
         a randomly initialised head can learn faster than a pretrained encoder
@@ -114,6 +118,7 @@ def make_globalpointer_spans(
         max_length=max_length,
         write_ents=write_ents,
         ents_strategy=ents_strategy,
+        ents_overwrite=ents_overwrite,
         learn_rate_scale=learn_rate_scale,
         scorer=scorer,
     )
@@ -134,6 +139,7 @@ class GlobalPointerSpans(TrainablePipe):
         max_length: Optional[int] = None,
         write_ents: bool = True,
         ents_strategy: str = "score",
+        ents_overwrite: bool = False,
         learn_rate_scale: float = 1.0,
         scorer: Optional[Callable] = score_globalpointer,
     ) -> None:
@@ -156,6 +162,7 @@ class GlobalPointerSpans(TrainablePipe):
             "max_length": max_length,
             "write_ents": write_ents,
             "ents_strategy": ents_strategy,
+            "ents_overwrite": ents_overwrite,
             "learn_rate_scale": learn_rate_scale,
         }
 
@@ -271,7 +278,16 @@ class GlobalPointerSpans(TrainablePipe):
             )
             if self.cfg["write_ents"]:
                 chosen = select_non_overlapping(decoded, len(doc), self.cfg["ents_strategy"])
-                doc.set_ents([spans[i] for i in chosen], default="outside")
+                doc.set_ents(self._with_earlier_ents(doc, [spans[i] for i in chosen]), default="outside")
+
+    def _with_earlier_ents(self, doc: Doc, chosen: List[Span]) -> List[Span]:
+        """``chosen`` plus, unless ``ents_overwrite``, the doc's entities that overlap none of them."""
+        if self.cfg["ents_overwrite"]:
+            return chosen
+        taken = numpy.zeros(len(doc), dtype=bool)
+        for span in chosen:
+            taken[span.start : span.end] = True
+        return chosen + [ent for ent in doc.ents if not taken[ent.start : ent.end].any()]
 
     def update(
         self,

@@ -180,3 +180,44 @@ def test_grad_scaler_config_reaches_the_scaler():
     scaler = nlp.get_pipe(NAME).model.get_ref("head").layers[0].shims[0]._grad_scaler
     assert scaler._growth_interval == 7 and float(scaler._scale[0]) == 1024.0
     assert not scaler._enabled  # no GPU: scaling off
+
+
+# ----------------------------------------------------------------------------- 4. earlier entities
+
+
+DRUG_TEXT = "北京大学附属医院的张医生说阿司匹林很有效。"
+
+
+def with_ruler(path, patterns, **settings):
+    nlp = spacy.load(path, config={"components": {NAME: settings}} if settings else {})
+    ruler = nlp.add_pipe("entity_ruler", before=NAME)
+    ruler.add_patterns(patterns)
+    return nlp
+
+
+def ent_tuples(doc):
+    return [(ent.start, ent.end, ent.label_) for ent in doc.ents]
+
+
+def test_write_ents_keeps_earlier_entities_that_do_not_conflict(saved_model):
+    nlp = with_ruler(saved_model, [{"label": "DRUG", "pattern": "阿司匹林"}])
+    doc = nlp(DRUG_TEXT)
+    assert (13, 17, "DRUG") in ent_tuples(doc)
+    predicted = [ent for ent in ent_tuples(doc) if ent[2] != "DRUG"]
+    assert predicted and set(predicted) <= {(s.start, s.end, s.label_) for s in doc.spans["sc"]}
+
+
+def test_write_ents_replaces_earlier_entities_that_overlap_its_spans(saved_model):
+    nlp = with_ruler(saved_model, [{"label": "GPE", "pattern": "北京"}, {"label": "DRUG", "pattern": "阿司匹林"}])
+    doc = nlp(DRUG_TEXT)
+    ents = ent_tuples(doc)
+    assert (0, 2, "GPE") not in ents and any(start == 0 for start, _, _ in ents)
+    assert (13, 17, "DRUG") in ents
+
+
+def test_ents_overwrite_drops_earlier_entities(saved_model):
+    nlp = with_ruler(saved_model, [{"label": "DRUG", "pattern": "阿司匹林"}], ents_overwrite=True)
+    assert nlp.get_pipe(NAME).cfg["ents_overwrite"] is True
+    doc = nlp(DRUG_TEXT)
+    assert "DRUG" not in {label for _, _, label in ent_tuples(doc)}
+    assert ent_tuples(doc)
