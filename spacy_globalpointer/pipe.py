@@ -217,6 +217,7 @@ class GlobalPointerSpans(TrainablePipe):
             if len(sample) < 10:
                 sample.append(eg.predicted)
         self._require_labels()
+        self._check_label_thresholds()
         self._head.set_dim("nO", len(self.labels))
         self.model.initialize(X=sample)
         self.cfg["nI"] = self._head.get_dim("nI")
@@ -363,6 +364,16 @@ class GlobalPointerSpans(TrainablePipe):
             )
         return numpy.unique(numpy.asarray(rows, dtype="int64").reshape(-1, 3), axis=0)
 
+    def _check_label_thresholds(self) -> None:
+        """``label_thresholds`` may only name labels the component has."""
+        unknown = sorted(set(self.cfg["label_thresholds"]) - set(self.labels))
+        if unknown:
+            raise ValueError(
+                f"label_thresholds of '{self.name}' name label(s) {unknown} it does not have "
+                f"(known labels: {list(self.labels)}). Fix or remove them in "
+                f"[components.{self.name}] label_thresholds."
+            )
+
     def _threshold_logits(self) -> Floats1d:
         per_label = self.cfg["label_thresholds"]
         return probability_to_logit(
@@ -408,6 +419,7 @@ class GlobalPointerSpans(TrainablePipe):
         for key in SAVED_CFG_KEYS:
             if key in saved:
                 self.cfg[key] = saved[key]
+        self._check_label_thresholds()
         unlisted = saved.get("label_thresholds") or {}
         if unlisted and not self.cfg["label_thresholds"]:
             warnings.warn(

@@ -13,7 +13,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import minibatch
 
-from .decoding import decode_spans, probability_to_logit
+from .decoding import decode_spans, drop_spans_with_edges_on, probability_to_logit
 from .scorer import annotated_spans
 
 DEFAULT_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05, 0.10, ..., 0.95
@@ -92,7 +92,8 @@ def collect_candidates(
 ) -> Tuple[Dict[str, Tuple[List[float], List[bool]]], Dict[str, int]]:
     """Score the held-out docs; return per label (candidate probabilities, is-gold flags) and gold counts.
 
-    Candidates are all spans with probability > ``min_probability``. Gold spans are read from the
+    Candidates are all spans with probability > ``min_probability`` that the component could
+    output: none starting or ending on a whitespace token, as in ``set_annotations``. Gold spans are read from the
     reference docs like the component reads them for training (``doc.spans[spans_key]``, else
     ``doc.ents``); the reference docs must be tokenised like ``nlp`` tokenises their text.
     """
@@ -119,7 +120,7 @@ def collect_candidates(
                     n_gold[label] += 1
             if not len(doc):
                 continue
-            decoded = decode_spans(doc_logits, floor)
+            decoded = drop_spans_with_edges_on(decode_spans(doc_logits, floor), doc.to_array("IS_SPACE"))
             for label_id, start, end, score in zip(decoded.labels, decoded.starts, decoded.ends, decoded.scores):
                 label = labels[int(label_id)]
                 candidates[label][0].append(float(score))

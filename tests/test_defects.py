@@ -5,8 +5,10 @@ import numpy
 import pytest
 import spacy
 import srsly
+from spacy.tokens import DocBin
 from thinc.api import Config, fix_random_seed
 
+from spacy_globalpointer import fit_thresholds
 from spacy_globalpointer.thresholds import fit_pipeline_thresholds
 
 from nested_data import NESTED, SMALL_TOK2VEC, make_examples
@@ -221,3 +223,77 @@ def test_ents_overwrite_drops_earlier_entities(saved_model):
     doc = nlp(DRUG_TEXT)
     assert "DRUG" not in {label for _, _, label in ent_tuples(doc)}
     assert ent_tuples(doc)
+
+
+# ----------------------------------------------------------------------------- 5. per-label thresholds
+
+
+def test_label_thresholds_for_an_unknown_label_fail_at_initialize():
+    nlp = build_nlp(label_thresholds={"DRUG": 0.3, "PER": 0.4})
+    with pytest.raises(ValueError, match=r"DRUG.*known labels.*PER"):
+        nlp.initialize(lambda: make_examples(nlp, NESTED))
+
+
+def test_label_thresholds_for_an_unknown_label_fail_at_load(saved_model, tmp_path):
+    with pytest.raises(ValueError, match=r"DRUG.*known labels.*PER"):
+        load_edited(saved_model, tmp_path, label_thresholds={"DRUG": 0.3})
+
+
+# Whitespace tokens (double spaces, newlines) the component never starts or ends a span on.
+SPACED = [
+    ("北京  大学的张三\n说肺癌  很危险。", [(0, 2, "LOC"), (0, 5, "ORG"), (7, 9, "PER"), (11, 13, "DIS")]),
+    ("上海\n\n复旦  大学的李四。", [(0, 2, "LOC"), (3, 9, "ORG"), (10, 12, "PER")]),
+    ("王五  得了糖尿病\n。", [(0, 2, "PER"), (5, 8, "DIS")]),
+]
+
+
+def test_fitted_f1_is_the_f1_that_evaluate_reports_on_docs_with_whitespace():
+    nlp = spacy.blank("zh")
+    model = {"@architectures": "spacy-globalpointer.EfficientGlobalPointer.v1", "head_size": 16,
+             "tok2vec": SMALL_TOK2VEC, "initial_probability": None}  # untrained: about half of all spans
+    nlp.add_pipe(NAME, config={"model": model})
+    examples = make_examples(nlp, SPACED)
+    assert any(token.is_space for eg in examples for token in eg.reference)
+    fix_random_seed(0)
+    nlp.initialize(lambda: examples)
+    fits = fit_pipeline_thresholds(nlp, [eg.reference for eg in examples], grid=[0.5])
+    per_type = nlp.evaluate(examples)["spans_sc_per_type"]
+    assert any(fit.f1 > 0 for fit in fits.values())
+    for label, fit in fits.items():
+        assert fit.f1 == pytest.approx(per_type[label]["f"]), label
+
+
+def fit_cli(*args):
+    return fit_thresholds.main([str(arg) for arg in args])
+
+
+@pytest.fixture()
+def heldout(saved_model, tmp_path):
+    path = tmp_path / "heldout.spacy"
+    DocBin(docs=[eg.reference for eg in make_examples(spacy.blank("zh"), NESTED)]).to_disk(path)
+    return path
+
+
+def test_fit_thresholds_grid_step_zero_is_a_usage_error(saved_model, heldout, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        fit_cli(saved_model, heldout, "--output", tmp_path / "out", "--grid-step", 0)
+    assert exit_info.value.code == 2
+    assert "--grid-step" in capsys.readouterr().err
+
+
+def test_fit_thresholds_needs_an_output(saved_model, heldout, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        fit_cli(saved_model, heldout)
+    assert exit_info.value.code == 2 and "--output" in capsys.readouterr().err
+
+
+def test_fit_thresholds_does_not_overwrite_its_input_unless_asked(saved_model, heldout, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(saved_model, model)
+    before = (model / "config.cfg").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        fit_cli(model, heldout, "--output", model / "." )
+    assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert (model / "config.cfg").read_text() == before
+    assert fit_cli(model, heldout, "--output", model, "--overwrite") == 0
+    assert spacy.load(model).get_pipe(NAME).cfg["label_thresholds"]
