@@ -106,9 +106,15 @@ def build_globalpointer_model(
 
 
 def head_init(model: Model, X: Optional[List[Floats2d]] = None, Y=None) -> None:
-    """(Re)build the torch head with fresh weights: initialising twice starts it over."""
+    """(Re)build the torch head with fresh weights: initialising twice starts it over.
+
+    Without a known ``nI``, the input width is read from the first non-empty doc's
+    vectors (a listener gives an empty doc a ``(0, 0)`` array).
+    """
     if X is not None and not model.has_dim("nI"):
-        model.set_dim("nI", X[0].shape[1])
+        widths = [x.shape[1] for x in X if len(x)]
+        if widths:
+            model.set_dim("nI", widths[0])
     model.layers.clear()
     build_torch_head(model)
 

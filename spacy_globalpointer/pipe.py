@@ -219,6 +219,9 @@ class GlobalPointerSpans(TrainablePipe):
         self._require_labels()
         self._check_label_thresholds()
         self._head.set_dim("nO", len(self.labels))
+        encoder = self.model.get_ref("tok2vec")
+        if encoder.has_dim("nO"):
+            self._head.set_dim("nI", encoder.get_dim("nO"))
         self.model.initialize(X=sample)
         self.cfg["nI"] = self._head.get_dim("nI")
 

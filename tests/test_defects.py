@@ -1,5 +1,6 @@
 """Regression tests for reported defects of the globalpointer_spans component."""
 import shutil
+from pathlib import Path
 
 import numpy
 import pytest
@@ -297,3 +298,55 @@ def test_fit_thresholds_does_not_overwrite_its_input_unless_asked(saved_model, h
     assert (model / "config.cfg").read_text() == before
     assert fit_cli(model, heldout, "--output", model, "--overwrite") == 0
     assert spacy.load(model).get_pipe(NAME).cfg["label_thresholds"]
+
+
+# ----------------------------------------------------------------------------- 6. listener input width
+
+TRANSFORMER_CONFIG = """
+[nlp]
+lang = "zh"
+pipeline = ["transformer", "globalpointer_spans"]
+
+[components]
+
+[components.transformer]
+factory = "transformer"
+
+[components.transformer.model]
+@architectures = "spacy-transformers.TransformerModel.v3"
+name = "{bert_dir}"
+tokenizer_config = {{"use_fast": true}}
+
+[components.transformer.model.get_spans]
+@span_getters = "spacy-transformers.strided_spans.v1"
+window = 64
+stride = 48
+
+[components.globalpointer_spans]
+factory = "globalpointer_spans"
+
+[components.globalpointer_spans.model]
+@architectures = "spacy-globalpointer.EfficientGlobalPointer.v1"
+head_size = 16
+
+[components.globalpointer_spans.model.tok2vec]
+@architectures = "spacy-transformers.TransformerListener.v1"
+grad_factor = 1.0
+pooling = {{"@layers": "reduce_mean.v1"}}
+upstream = "*"
+"""
+
+
+def test_empty_first_training_doc_behind_a_listener(tmp_path):
+    pytest.importorskip("spacy_transformers")
+    from tiny_bert import write_tiny_bert
+
+    bert_dir = write_tiny_bert(tmp_path / "bert", [text for text, _ in NESTED], hidden_size=32, seed=0)
+    config = Config().from_str(TRANSFORMER_CONFIG.format(bert_dir=Path(bert_dir).as_posix()))
+    fix_random_seed(0)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    examples = make_examples(nlp, [("", [])] + NESTED)
+    optimizer = nlp.initialize(lambda: examples)
+    assert nlp.get_pipe(NAME).model.get_ref("head").get_dim("nI") == 32
+    losses = [nlp.update(examples, sgd=optimizer)[NAME] for _ in range(2)]
+    assert all(loss > 0 for loss in losses)
