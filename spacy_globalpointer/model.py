@@ -1,12 +1,22 @@
 """Thinc glue: pad token vectors, run a PyTorch GlobalPointer head, unpad the logits."""
 import os
-from typing import Callable, List, Optional, Tuple
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, chain, torch2xp, xp2torch
+from thinc.api import (
+    ArgsKwargs,
+    Model,
+    PyTorchGradScaler,
+    PyTorchWrapper_v2,
+    chain,
+    get_torch_default_device,
+    torch2xp,
+    xp2torch,
+)
 from thinc.types import Floats2d, Floats3d, Ints1d
 
 from .head import HEADS
@@ -25,6 +35,7 @@ def build_efficient_globalpointer(
     mixed_precision: bool = False,
     initial_probability: Optional[float] = 0.01,
     nO: Optional[int] = None,
+    grad_scaler_config: Optional[Dict[str, Any]] = None,
 ) -> Model[List[Doc], List[Floats3d]]:
     """Efficient GlobalPointer over a token encoder.
 
@@ -32,9 +43,13 @@ def build_efficient_globalpointer(
     cell ``[c, i, w]`` scores the span ``doc[i : i + w + 1]`` with label ``c``.
     ``initial_probability``: the probability every span starts with (``null``:
     PyTorch's default initialisation, under which about half of all spans do).
+    ``mixed_precision`` (GPU only; fp32 with a warning on a CPU) and
+    ``grad_scaler_config`` (keyword arguments of thinc's ``PyTorchGradScaler``)
+    work as in spacy-transformers.
     """
     return build_globalpointer_model(
-        tok2vec, "efficient", head_size, use_rope, mixed_precision, nO, initial_probability
+        tok2vec, "efficient", head_size, use_rope, mixed_precision, nO, initial_probability,
+        grad_scaler_config,
     )
 
 
@@ -45,10 +60,11 @@ def build_globalpointer(
     use_rope: bool = True,
     mixed_precision: bool = False,
     nO: Optional[int] = None,
+    grad_scaler_config: Optional[Dict[str, Any]] = None,
 ) -> Model[List[Doc], List[Floats3d]]:
     """The original GlobalPointer (one query/key projection per label) over a token encoder."""
     return build_globalpointer_model(
-        tok2vec, "original", head_size, use_rope, mixed_precision, nO
+        tok2vec, "original", head_size, use_rope, mixed_precision, nO, None, grad_scaler_config
     )
 
 
@@ -60,6 +76,7 @@ def build_globalpointer_model(
     mixed_precision: bool,
     nO: Optional[int],
     initial_probability: Optional[float] = None,
+    grad_scaler_config: Optional[Dict[str, Any]] = None,
 ) -> Model[List[Doc], List[Floats3d]]:
     if variant not in HEADS:
         raise ValueError(f"Unknown GlobalPointer variant {variant!r}: use one of {sorted(HEADS)}")
@@ -75,6 +92,7 @@ def build_globalpointer_model(
             "head_size": head_size,
             "use_rope": use_rope,
             "mixed_precision": mixed_precision,
+            "grad_scaler_config": dict(grad_scaler_config or {}),
             "initial_probability": initial_probability,
             "max_span_length": None,
         },
@@ -86,8 +104,16 @@ def build_globalpointer_model(
 
 
 def head_init(model: Model, X: Optional[List[Floats2d]] = None, Y=None) -> None:
+    """(Re)build the torch head with fresh weights: initialising twice starts it over.
+
+    Without a known ``nI``, the input width is read from the first non-empty doc's
+    vectors (a listener gives an empty doc a ``(0, 0)`` array).
+    """
     if X is not None and not model.has_dim("nI"):
-        model.set_dim("nI", X[0].shape[1])
+        widths = [x.shape[1] for x in X if len(x)]
+        if widths:
+            model.set_dim("nI", widths[0])
+    model.layers.clear()
     build_torch_head(model)
 
 
@@ -95,7 +121,7 @@ def build_torch_head(model: Model) -> None:
     """Create the wrapped PyTorch head once ``nI`` and ``nO`` are known.
 
     Called on initialisation and, with the stored input width, before
-    deserialising a trained pipeline.
+    deserialising a trained pipeline; a head that exists already is kept.
     """
     if model.layers:
         return
@@ -108,11 +134,13 @@ def build_torch_head(model: Model) -> None:
     if model.attrs["initial_probability"] is not None:
         options["initial_probability"] = model.attrs["initial_probability"]
     module = HEADS[model.attrs["variant"]](model.get_dim("nI"), model.get_dim("nO"), **options)
+    mixed_precision, scaler_config = precision_settings(model)
     model.layers.append(
         PyTorchWrapper_v2(
             module,
             convert_inputs=convert_head_inputs,
-            mixed_precision=model.attrs["mixed_precision"],
+            mixed_precision=mixed_precision,
+            grad_scaler=PyTorchGradScaler(**scaler_config),
         )
     )
 
@@ -129,6 +157,25 @@ def use_one_thread_if_forked() -> None:
     if os.getpid() != _torch_pid:
         torch.set_num_threads(1)
         _torch_pid = os.getpid()
+
+
+def precision_settings(model: Model) -> Tuple[bool, Dict[str, Any]]:
+    """``mixed_precision`` and the grad scaler's keyword arguments for the current device.
+
+    Gradient scaling and fp16 autocast need a CUDA GPU: elsewhere both are turned off
+    with a warning, and the head trains in fp32.
+    """
+    mixed_precision = model.attrs["mixed_precision"]
+    scaler_config = dict(model.attrs.get("grad_scaler_config") or {})
+    scaler_config.setdefault("enabled", mixed_precision)
+    if (mixed_precision or scaler_config["enabled"]) and get_torch_default_device().type != "cuda":
+        warnings.warn(
+            "The GlobalPointer head has mixed_precision or grad scaling enabled, which need a "
+            "CUDA GPU: it runs in fp32 without gradient scaling on this device."
+        )
+        mixed_precision = False
+        scaler_config["enabled"] = False
+    return mixed_precision, scaler_config
 
 
 def head_forward(

@@ -45,6 +45,8 @@ maxout_pieces = 3
 subword_features = true
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+# What a saved pipeline's ``cfg`` contributes on loading; every other setting comes from its config.
+SAVED_CFG_KEYS = ("labels", "nI")
 # ``pipe`` predicts at most this many padded logits (docs x labels x tokens x band) at once.
 MAX_BATCH_CELLS = 2**24
 
@@ -60,6 +62,7 @@ MAX_BATCH_CELLS = 2**24
         "max_length": None,
         "write_ents": True,
         "ents_strategy": "score",
+        "ents_overwrite": False,
         "learn_rate_scale": 1.0,
         "scorer": {"@scorers": "spacy-globalpointer.spans_scorer.v1"},
     },
@@ -82,6 +85,7 @@ def make_globalpointer_spans(
     max_length: Optional[int],
     write_ents: bool,
     ents_strategy: str,
+    ents_overwrite: bool,
     learn_rate_scale: float,
     scorer: Optional[Callable],
 ) -> "GlobalPointerSpans":
@@ -96,6 +100,8 @@ def make_globalpointer_spans(
     write_ents: also write a non-overlapping subset of the spans to ``doc.ents``.
     ents_strategy: how ``doc.ents`` resolves overlaps: ``"score"`` keeps the
         most probable span first, ``"length"`` the longest.
+    ents_overwrite: drop the entities set by earlier components; by default those
+        that do not overlap a span written to ``doc.ents`` are kept.
     learn_rate_scale: multiplies the optimizer's learning rate for this
         component's own weights. With a listener those are the head's only, so
         a randomly initialised head can learn faster than a pretrained encoder
@@ -112,6 +118,7 @@ def make_globalpointer_spans(
         max_length=max_length,
         write_ents=write_ents,
         ents_strategy=ents_strategy,
+        ents_overwrite=ents_overwrite,
         learn_rate_scale=learn_rate_scale,
         scorer=scorer,
     )
@@ -132,6 +139,7 @@ class GlobalPointerSpans(TrainablePipe):
         max_length: Optional[int] = None,
         write_ents: bool = True,
         ents_strategy: str = "score",
+        ents_overwrite: bool = False,
         learn_rate_scale: float = 1.0,
         scorer: Optional[Callable] = score_globalpointer,
     ) -> None:
@@ -154,6 +162,7 @@ class GlobalPointerSpans(TrainablePipe):
             "max_length": max_length,
             "write_ents": write_ents,
             "ents_strategy": ents_strategy,
+            "ents_overwrite": ents_overwrite,
             "learn_rate_scale": learn_rate_scale,
         }
 
@@ -208,7 +217,11 @@ class GlobalPointerSpans(TrainablePipe):
             if len(sample) < 10:
                 sample.append(eg.predicted)
         self._require_labels()
+        self._check_label_thresholds()
         self._head.set_dim("nO", len(self.labels))
+        encoder = self.model.get_ref("tok2vec")
+        if encoder.has_dim("nO"):
+            self._head.set_dim("nI", encoder.get_dim("nO"))
         self.model.initialize(X=sample)
         self.cfg["nI"] = self._head.get_dim("nI")
 
@@ -269,7 +282,16 @@ class GlobalPointerSpans(TrainablePipe):
             )
             if self.cfg["write_ents"]:
                 chosen = select_non_overlapping(decoded, len(doc), self.cfg["ents_strategy"])
-                doc.set_ents([spans[i] for i in chosen], default="outside")
+                doc.set_ents(self._with_earlier_ents(doc, [spans[i] for i in chosen]), default="outside")
+
+    def _with_earlier_ents(self, doc: Doc, chosen: List[Span]) -> List[Span]:
+        """``chosen`` plus, unless ``ents_overwrite``, the doc's entities that overlap none of them."""
+        if self.cfg["ents_overwrite"]:
+            return chosen
+        taken = numpy.zeros(len(doc), dtype=bool)
+        for span in chosen:
+            taken[span.start : span.end] = True
+        return chosen + [ent for ent in doc.ents if not taken[ent.start : ent.end].any()]
 
     def update(
         self,
@@ -346,6 +368,16 @@ class GlobalPointerSpans(TrainablePipe):
             )
         return numpy.unique(numpy.asarray(rows, dtype="int64").reshape(-1, 3), axis=0)
 
+    def _check_label_thresholds(self) -> None:
+        """``label_thresholds`` may only name labels the component has."""
+        unknown = sorted(set(self.cfg["label_thresholds"]) - set(self.labels))
+        if unknown:
+            raise ValueError(
+                f"label_thresholds of '{self.name}' name label(s) {unknown} it does not have "
+                f"(known labels: {list(self.labels)}). Fix or remove them in "
+                f"[components.{self.name}] label_thresholds."
+            )
+
     def _threshold_logits(self) -> Floats1d:
         per_label = self.cfg["label_thresholds"]
         return probability_to_logit(
@@ -381,9 +413,28 @@ class GlobalPointerSpans(TrainablePipe):
                 f"head_size={self._head.attrs['head_size']})."
             ) from error
 
+    def _restore_cfg(self, saved: Dict[str, Any]) -> None:
+        """Take what the weights depend on (labels, encoder width) from the saved ``cfg``.
+
+        The settings (threshold, label_thresholds, max_length, write_ents, ...) stay those of
+        the config the component was created from, so ``nlp.config`` and behaviour agree and
+        ``spacy.load(path, config=...)`` or an edited ``config.cfg`` take effect.
+        """
+        for key in SAVED_CFG_KEYS:
+            if key in saved:
+                self.cfg[key] = saved[key]
+        self._check_label_thresholds()
+        unlisted = saved.get("label_thresholds") or {}
+        if unlisted and not self.cfg["label_thresholds"]:
+            warnings.warn(
+                f"'{self.name}' was saved with label_thresholds {unlisted}, which its config does "
+                f"not list: they are not used. To use them, set label_thresholds in "
+                f"[components.{self.name}] of the pipeline's config.cfg."
+            )
+
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "GlobalPointerSpans":
         deserialize = {
-            "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
+            "cfg": lambda b: self._restore_cfg(srsly.json_loads(b)),
             "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
             "model": self._load_model_bytes,
         }
@@ -396,7 +447,7 @@ class GlobalPointerSpans(TrainablePipe):
                 self._load_model_bytes(model_file.read(), source=str(model_path))
 
         deserialize = {
-            "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
+            "cfg": lambda p: self._restore_cfg(srsly.read_json(p)),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
             "model": load_model,
         }

@@ -13,7 +13,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import minibatch
 
-from .decoding import decode_spans, probability_to_logit
+from .decoding import decode_spans, drop_spans_with_edges_on, probability_to_logit
 from .scorer import annotated_spans
 
 DEFAULT_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05, 0.10, ..., 0.95
@@ -92,7 +92,8 @@ def collect_candidates(
 ) -> Tuple[Dict[str, Tuple[List[float], List[bool]]], Dict[str, int]]:
     """Score the held-out docs; return per label (candidate probabilities, is-gold flags) and gold counts.
 
-    Candidates are all spans with probability > ``min_probability``. Gold spans are read from the
+    Candidates are all spans with probability > ``min_probability`` that the component could
+    output: none starting or ending on a whitespace token, as in ``set_annotations``. Gold spans are read from the
     reference docs like the component reads them for training (``doc.spans[spans_key]``, else
     ``doc.ents``); the reference docs must be tokenised like ``nlp`` tokenises their text.
     """
@@ -119,7 +120,7 @@ def collect_candidates(
                     n_gold[label] += 1
             if not len(doc):
                 continue
-            decoded = decode_spans(doc_logits, floor)
+            decoded = drop_spans_with_edges_on(decode_spans(doc_logits, floor), doc.to_array("IS_SPACE"))
             for label_id, start, end, score in zip(decoded.labels, decoded.starts, decoded.ends, decoded.scores):
                 label = labels[int(label_id)]
                 candidates[label][0].append(float(score))
@@ -135,10 +136,11 @@ def fit_pipeline_thresholds(
     grid: Sequence[float] = DEFAULT_GRID,
     min_support: int = 1,
 ) -> Dict[str, LabelFit]:
-    """Fit per-label thresholds on ``references`` and store them in the component's ``cfg``.
+    """Fit per-label thresholds on ``references`` and store them in the component's ``cfg`` and config.
 
-    They are saved with the pipeline (``nlp.to_disk``) and used by ``spacy.load``. Labels without
-    held-out support are removed from ``label_thresholds`` (they use ``threshold``).
+    Written into ``nlp.config`` too, they are saved in the pipeline's ``config.cfg``
+    (``nlp.to_disk``) and used by ``spacy.load``. Labels without held-out support are removed
+    from ``label_thresholds`` (they use ``threshold``).
     """
     name = _component_name(nlp, component)
     pipe = nlp.get_pipe(name)
@@ -147,4 +149,5 @@ def fit_pipeline_thresholds(
                                 min_support=min_support)
     probability_to_logit([fit.threshold for fit in fits.values()])  # validates
     pipe.cfg["label_thresholds"] = {label: fit.threshold for label, fit in fits.items()}
+    nlp.get_pipe_config(name)["label_thresholds"] = dict(pipe.cfg["label_thresholds"])
     return fits
