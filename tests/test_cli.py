@@ -1,6 +1,5 @@
 """The README's workflow through spaCy's own CLI: fill-config, train, evaluate, load."""
 import json
-import subprocess
 import sys
 
 import pytest
@@ -8,6 +7,7 @@ import spacy
 from spacy.tokens import DocBin
 
 from nested_data import NESTED, make_examples, span_tuples
+from util import run
 
 PARTIAL_CONFIG = """
 [paths]
@@ -65,10 +65,8 @@ size = 8
 """
 
 
-def run(*args: str, cwd) -> str:
-    result = subprocess.run([sys.executable, "-m", "spacy", *args], cwd=cwd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+def spacy_cli(*args: str, cwd) -> str:
+    return run(sys.executable, "-m", "spacy", *args, cwd=cwd)
 
 
 @pytest.mark.slow
@@ -76,14 +74,14 @@ def test_spacy_train_evaluate_and_load(tmp_path):
     nlp = spacy.blank("zh")
     DocBin(docs=[eg.reference for eg in make_examples(nlp, NESTED)], store_user_data=True).to_disk(tmp_path / "train.spacy")
     (tmp_path / "partial.cfg").write_text(PARTIAL_CONFIG, encoding="utf8")
-    run("init", "fill-config", "partial.cfg", "config.cfg", cwd=tmp_path)
-    run("train", "config.cfg", "--output", "out", "--paths.train", "train.spacy", "--paths.dev", "train.spacy", cwd=tmp_path)
-    run("evaluate", "out/model-last", "train.spacy", "--output", "metrics.json", cwd=tmp_path)
+    spacy_cli("init", "fill-config", "partial.cfg", "config.cfg", cwd=tmp_path)
+    spacy_cli("train", "config.cfg", "--output", "out", "--paths.train", "train.spacy", "--paths.dev", "train.spacy", cwd=tmp_path)
+    spacy_cli("evaluate", "out/model-last", "train.spacy", "--output", "metrics.json", cwd=tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf8"))
     assert metrics["spans_sc_f"] == 1.0
     assert set(metrics["spans_sc_per_type"]) == {"LOC", "ORG", "PER", "DIS", "BOD", "SYM", "ITE"}
 
-    output = run("find-threshold", "out/model-last", "train.spacy", "globalpointer_spans", "threshold", "spans_sc_f", "--n_trials", "3", cwd=tmp_path)
+    output = spacy_cli("find-threshold", "out/model-last", "train.spacy", "globalpointer_spans", "threshold", "spans_sc_f", "--n_trials", "3", cwd=tmp_path)
     assert "Best threshold" in output and "0.5" in output
 
     loaded = spacy.load(tmp_path / "out" / "model-last")

@@ -1,8 +1,7 @@
 """Importing the package changes nothing in forked children; a forked child that runs the head does not hang."""
-import json
-import subprocess
-import sys
 import textwrap
+
+from util import run_python
 
 FORK_SCRIPT = textwrap.dedent(
     """
@@ -42,11 +41,7 @@ FORK_SCRIPT = textwrap.dedent(
 
 
 def test_fork_children_keep_their_threads_until_they_run_the_head():
-    result = subprocess.run(
-        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr
-    threads = json.loads(result.stdout)
+    threads = run_python(FORK_SCRIPT, timeout=300)
     assert threads["parent"] == 3
     # No import-time fork hook: a child that does not run the head keeps the parent's setting.
     assert threads["idle_child"] == 3

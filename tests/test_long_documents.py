@@ -1,18 +1,14 @@
 """Long documents: band-limited scoring through the component, 50,000-character docs, batching."""
-import resource
+import textwrap
 
 import numpy
 import pytest
-import spacy
 import torch
-from thinc.api import fix_random_seed
 
 from spacy_globalpointer import pipe as pipe_module
-from spacy_globalpointer.head import EfficientGlobalPointer, GlobalPointer
-from nested_data import NESTED, SMALL_TOK2VEC, make_examples, span_tuples
+from nested_data import NESTED, make_examples
+from util import EFFICIENT, ORIGINAL, assert_same_output, build_nlp, doc_output, outputs, run_python, train, transformer_nlp
 
-EFFICIENT = "spacy-globalpointer.EfficientGlobalPointer.v1"
-ORIGINAL = "spacy-globalpointer.GlobalPointer.v1"
 TEXTS = [text for text, _ in NESTED]
 
 
@@ -30,28 +26,13 @@ def run_together(data, times: int):
 LONGER = run_together(NESTED, 2)
 LONGER_TEXT = LONGER[0]
 FIFTY_K = 50_000
-# Growth of this process's peak RSS while annotating 50k chars (ru_maxrss only rises, so this can
-# under-count, never over-count): n x n logits would need 7 labels x 50k x 50k x 4 bytes = 70 GB.
+# Growth of the peak RSS of a fresh process while it annotates 50k chars (measured from after loading
+# the pipeline): n x n logits would need 7 labels x 50k x 50k x 4 bytes = 70 GB.
 MAX_GROWTH_MB = 1_500
 
 
-def build_nlp(architecture: str = EFFICIENT, tok2vec=SMALL_TOK2VEC, head_size: int = 16, **settings):
-    nlp = spacy.blank("zh")
-    model = {"@architectures": architecture, "head_size": head_size}
-    if tok2vec is not None:
-        model["tok2vec"] = tok2vec
-    nlp.add_pipe("globalpointer_spans", config={"model": model, **settings})
-    return nlp
-
-
-def train(nlp, steps: int, seed: int = 0):
-    fix_random_seed(seed)
-    examples = make_examples(nlp, NESTED + [LONGER])
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 0.005
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer, drop=0.0)
-    return nlp
+def train_with_a_longer_doc(nlp, steps: int):
+    return train(nlp, make_examples(nlp, NESTED + [LONGER]), steps=steps)
 
 
 def fifty_k_text() -> str:
@@ -60,29 +41,14 @@ def fifty_k_text() -> str:
     return text
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def predictions(nlp, texts):
-    """Per text: ((start, end, label) spans, their scores), via ``nlp.pipe``."""
-    out = []
-    for doc in nlp.pipe(texts):
-        group = doc.spans["sc"]
-        out.append((span_tuples(doc), numpy.asarray(group.attrs["scores"], dtype="float32")))
-    return out
-
-
-def assert_same(expected, got):
-    assert len(expected) == len(got)
-    for (spans_a, scores_a), (spans_b, scores_b) in zip(expected, got):
-        assert spans_a == spans_b
-        numpy.testing.assert_allclose(scores_a, scores_b, rtol=1e-5, atol=1e-6)
+def spans_and_scores(nlp, texts):
+    """Per text: the spans and their scores (not the ents), via ``nlp.pipe``."""
+    return [{"spans": out["spans"], "scores": out["scores"]} for out in outputs(nlp, texts)]
 
 
 @pytest.fixture(scope="module", params=[EFFICIENT, ORIGINAL], ids=["efficient", "original"])
 def trained(request):
-    return train(build_nlp(request.param), steps=40)
+    return train_with_a_longer_doc(build_nlp(request.param), steps=40)
 
 
 # ----------------------------------------------------------------------------- band == full
@@ -97,10 +63,10 @@ def test_band_limited_prediction_is_the_full_prediction_within_the_limit(trained
     pipe.cfg["threshold"] = 0.2
     try:
         full_logits = pipe.predict(docs)
-        full = predictions(trained, texts)
+        full = spans_and_scores(trained, texts)
         pipe.cfg["max_length"] = limit
         band_logits = pipe.predict(docs)
-        banded = predictions(trained, texts)
+        banded = spans_and_scores(trained, texts)
     finally:
         pipe.cfg["threshold"] = 0.5
         pipe.cfg["max_length"] = None
@@ -108,13 +74,13 @@ def test_band_limited_prediction_is_the_full_prediction_within_the_limit(trained
         assert band_doc.shape == (len(pipe.labels), len(doc), min(limit, len(doc)))
         numpy.testing.assert_allclose(band_doc, full_doc[:, :, :limit], rtol=1e-5, atol=1e-5)
     expected = []
-    for spans, scores in full:
-        keep = [end - start <= limit for start, end, _ in spans]
-        expected.append(([span for span, kept in zip(spans, keep) if kept], scores[keep]))
-    assert_same(expected, banded)
-    assert sum(len(spans) for spans, _ in banded) > 0
+    for out in full:
+        keep = [end - start <= limit for start, end, _ in out["spans"]]
+        expected.append({field: [value for value, kept in zip(out[field], keep) if kept] for field in out})
+    assert_same_output(expected, banded)
+    assert sum(len(out["spans"]) for out in banded) > 0
     if limit < 8:  # the gold (and predicted) spans go up to 8 tokens: some must have been left out
-        assert sum(len(spans) for spans, _ in full) > sum(len(spans) for spans, _ in banded)
+        assert sum(len(out["spans"]) for out in full) > sum(len(out["spans"]) for out in banded)
 
 
 def take_head_grads(pipe):
@@ -169,117 +135,80 @@ def test_band_limited_loss_and_gradients_equal_the_full_computation(architecture
         torch.testing.assert_close(grads_band[name], grads_full[name], rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("head_class", [EfficientGlobalPointer, GlobalPointer])
-def test_band_limited_half_precision_mask_is_finite(head_class):
-    torch.manual_seed(5)
-    head = head_class(8, 2, 4).half()
-    logits = head(torch.randn(2, 9, 8).half(), torch.tensor([9, 4]), 3)
-    assert logits.shape == (2, 2, 9, 3)
-    assert torch.isfinite(logits).all()
-    assert (logits[1, :, 4:] == torch.finfo(torch.float16).min).all()
-    assert (logits[1, :, 2, 2:] == torch.finfo(torch.float16).min).all()
-    assert (logits[1, :, :2] > torch.finfo(torch.float16).min).all()
-
-
 # ----------------------------------------------------------------------------- 50k characters
 
 
-def annotate_long_doc(nlp, monkeypatch, max_length: int):
-    """``nlp`` on 50,000 characters: the doc is annotated, the logits are ``n x max_length``, memory bounded."""
+ANNOTATE_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sys
+    import spacy, torch
+    torch.set_num_threads(1)
+    nlp = spacy.load(sys.argv[1])
     pipe = nlp.get_pipe("globalpointer_spans")
     shapes = []
     predict = pipe.predict
 
     def recording_predict(docs):
         logits = predict(docs)
-        shapes.extend(doc_logits.shape for doc_logits in logits)
+        shapes.extend(list(doc_logits.shape) for doc_logits in logits)
         return logits
 
-    monkeypatch.setattr(pipe, "predict", recording_predict)
-    before = peak_rss_mb()
-    doc = nlp(fifty_k_text())
-    assert peak_rss_mb() - before < MAX_GROWTH_MB
-    assert shapes == [(len(pipe.labels), FIFTY_K, max_length)]
-    assert len(doc) == FIFTY_K
-    spans = doc.spans["sc"]
-    assert len(spans) > 0, "nothing predicted on the 50k-character document"
-    assert all(1 <= len(span) <= max_length for span in spans)
-    assert len(spans.attrs["scores"]) == len(spans)
-    assert len(doc.ents) > 0
+    pipe.predict = recording_predict
+    text = sys.stdin.read()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    doc = nlp(text)
+    growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    print(json.dumps({
+        "growth_mb": growth_mb,
+        "shapes": shapes,
+        "n_tokens": len(doc),
+        "span_bounds": [[span.start, span.end] for span in doc.spans["sc"]],
+        "n_scores": len(doc.spans["sc"].attrs["scores"]),
+        "n_ents": len(doc.ents),
+        "windows": list(doc._.trf_data.wordpieces.input_ids.shape) if doc.has_extension("trf_data") else None,
+    }))
+    """
+)
+
+
+def annotate_long_doc(nlp, tmp_path, max_length: int):
+    """``nlp`` on 50,000 characters in a fresh process: the doc is annotated, the logits are
+    ``n x max_length``, and the process's peak memory grows by less than ``MAX_GROWTH_MB``."""
+    nlp.to_disk(tmp_path / "pipeline")
+    out = run_python(ANNOTATE_SCRIPT, tmp_path / "pipeline", stdin=fifty_k_text())
+    assert out["growth_mb"] < MAX_GROWTH_MB
+    assert out["shapes"] == [[len(nlp.get_pipe("globalpointer_spans").labels), FIFTY_K, max_length]]
+    assert out["n_tokens"] == FIFTY_K
+    bounds = out["span_bounds"]
+    assert len(bounds) > 0, "nothing predicted on the 50k-character document"
+    assert all(1 <= end - start <= max_length for start, end in bounds)
+    assert out["n_scores"] == len(bounds)
+    assert out["n_ents"] > 0
     # The training entities are found all along the document, not just at its start.
-    assert max(span.start for span in spans) > FIFTY_K - 100
-    return doc
+    assert max(start for start, _ in bounds) > FIFTY_K - 100
+    return out
 
 
-def test_50k_character_document_with_the_cnn_encoder(monkeypatch):
+def test_50k_character_document_with_the_cnn_encoder(tmp_path):
     """The component's default encoder (HashEmbedCNN width 96, depth 4) and head, max_length=64."""
-    nlp = train(build_nlp(tok2vec=None, head_size=64, max_length=64), steps=30)
-    annotate_long_doc(nlp, monkeypatch, 64)
+    nlp = train_with_a_longer_doc(build_nlp(tok2vec=None, head_size=64, max_length=64), steps=30)
+    annotate_long_doc(nlp, tmp_path, 64)
 
 
-TRANSFORMER_CONFIG = """
-[nlp]
-lang = "zh"
-pipeline = ["transformer", "globalpointer_spans"]
-
-[components]
-
-[components.transformer]
-factory = "transformer"
-max_batch_items = 4096
-
-[components.transformer.model]
-@architectures = "spacy-transformers.TransformerModel.v3"
-name = "{bert_dir}"
-tokenizer_config = {{"use_fast": true}}
-transformer_config = {{}}
-mixed_precision = false
-grad_scaler_config = {{}}
-
-[components.transformer.model.get_spans]
-@span_getters = "spacy-transformers.strided_spans.v1"
-window = 64
-stride = 48
-
-[components.globalpointer_spans]
-factory = "globalpointer_spans"
-max_length = 64
-
-[components.globalpointer_spans.model]
-@architectures = "spacy-globalpointer.EfficientGlobalPointer.v1"
-head_size = 64
-
-[components.globalpointer_spans.model.tok2vec]
-@architectures = "spacy-transformers.TransformerListener.v1"
-grad_factor = 1.0
-upstream = "*"
-
-[components.globalpointer_spans.model.tok2vec.pooling]
-@layers = "reduce_mean.v1"
-"""
-
-
-def test_50k_character_document_with_a_transformer_listener(tmp_path, monkeypatch):
+def test_50k_character_document_with_a_transformer_listener(tmp_path):
     """Strided windows of 64 wordpieces over a tiny BERT, the head over the whole doc."""
     pytest.importorskip("spacy_transformers")
-    try:
-        from .tiny_bert import write_tiny_bert
-    except ImportError:
-        from tiny_bert import write_tiny_bert
-    from thinc.api import Config
+    from tiny_bert import write_tiny_bert
 
-    bert_dir = write_tiny_bert(tmp_path / "bert", TEXTS, seed=0)
-    config = Config().from_str(TRANSFORMER_CONFIG.format(bert_dir=bert_dir.as_posix()))
-    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    nlp = transformer_nlp(write_tiny_bert(tmp_path / "bert", TEXTS, seed=0), max_length=64)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train(nlp, steps=30)
-        doc = annotate_long_doc(nlp, monkeypatch, 64)
-        windows = doc._.trf_data.wordpieces.input_ids
-        assert windows.shape[0] > FIFTY_K // 64 and windows.shape[1] <= 64 + 2
+        train_with_a_longer_doc(nlp, steps=30)
     finally:
         torch.set_num_threads(previous_threads)
+    windows = annotate_long_doc(nlp, tmp_path, 64)["windows"]
+    assert windows[0] > FIFTY_K // 64 and windows[1] <= 64 + 2
 
 
 # ----------------------------------------------------------------------------- batching
@@ -294,7 +223,7 @@ def test_pipe_batches_by_length_keeps_order_and_output(trained, monkeypatch, max
     texts = [TEXTS[0], LONGER_TEXT, TEXTS[1], TEXTS[3], LONGER_TEXT[:31], TEXTS[2], "", TEXTS[0][:3]] * 2
     pipe.cfg["max_length"] = max_length
     try:
-        alone = [predictions(trained, [text])[0] for text in texts]
+        alone = [outputs(trained, [text])[0] for text in texts]
         batches = []
         original_predict = pipe.predict
 
@@ -304,11 +233,11 @@ def test_pipe_batches_by_length_keeps_order_and_output(trained, monkeypatch, max
 
         monkeypatch.setattr(pipe, "predict", spy)
         docs = list(trained.pipe(texts, batch_size=len(texts)))
-        together = [(span_tuples(doc), doc.spans["sc"].attrs["scores"]) for doc in docs]
+        together = [doc_output(doc) for doc in docs]
     finally:
         pipe.cfg["max_length"] = None
     assert [doc.text for doc in docs] == texts
-    assert_same(alone, together)
+    assert_same_output(alone, together)
     assert sorted(n for batch in batches for n in batch) == sorted(len(doc) for doc in docs)
     for batch in batches:
         assert batch == sorted(batch, reverse=True)

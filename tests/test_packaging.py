@@ -10,21 +10,19 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import sysconfig
-import textwrap
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
-import numpy
 import pytest
 import spacy
 from spacy.util import get_minor_version_range
-from thinc.api import fix_random_seed
 
-from nested_data import NESTED, SMALL_TOK2VEC, make_examples
+from nested_data import NESTED, make_examples
+from util import assert_same_output, build_nlp, outputs, predict_in_fresh_process, train
+from util import run as run_command
 
 REPO = Path(__file__).resolve().parents[1]
 NAME, VERSION = "gp_packaging_test", "0.0.1"
@@ -32,39 +30,14 @@ PACKAGE = f"zh_{NAME}"
 PLUGIN = re.compile(r"spacy[-_]globalpointer", re.IGNORECASE)
 TEXTS = [text for text, _ in NESTED] + ["", "北京🙂大学 Beijing 2024年", "𠀀e\u0301" * 4]
 
-PREDICT = textwrap.dedent(
-    """
-    import json, sys
-    import spacy
-    imported_before_load = "spacy_globalpointer" in sys.modules
-    nlp = spacy.load(sys.argv[1])
-    import spacy_globalpointer
-    out = []
-    for doc in nlp.pipe(json.loads(sys.stdin.read())):
-        group = doc.spans["sc"]
-        out.append({
-            "spans": [[s.start, s.end, s.label_] for s in group],
-            "scores": [float(x) for x in group.attrs["scores"]],
-            "ents": [[e.start, e.end, e.label_] for e in doc.ents],
-        })
-    print(json.dumps({
-        "imported_before_load": imported_before_load,
-        "plugin_file": spacy_globalpointer.__file__,
-        "pipe_names": nlp.pipe_names,
-        "predictions": out,
-    }))
-    """
-)
+
+def environment() -> Dict[str, str]:
+    """This process's environment without PYTHONPATH (the fresh environment must not see this checkout)."""
+    return {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
 
 
-def run(*args: Any, cwd: Path, stdin: str = "") -> str:
-    """Run a command without PYTHONPATH (the fresh environment must not see this checkout)."""
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
-    result = subprocess.run(
-        [str(arg) for arg in args], cwd=cwd, env=env, input=stdin, capture_output=True, text=True
-    )
-    assert result.returncode == 0, f"{' '.join(map(str, args))}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+def run(*args: Any, cwd: Path) -> str:
+    return run_command(*args, cwd=cwd, env=environment())
 
 
 def has_build() -> bool:
@@ -77,26 +50,8 @@ def has_build() -> bool:
 
 
 def trained_pipeline() -> spacy.Language:
-    nlp = spacy.blank("zh")
-    tok2vec = SMALL_TOK2VEC
-    model = {"@architectures": "spacy-globalpointer.EfficientGlobalPointer.v1", "head_size": 16, "tok2vec": tok2vec}
-    nlp.add_pipe("globalpointer_spans", config={"model": model, "threshold": 0.3})
-    examples = make_examples(nlp, NESTED)
-    fix_random_seed(0)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 0.005
-    for _ in range(25):
-        nlp.update(examples, sgd=optimizer)
-    return nlp
-
-
-def doc_output(doc) -> Dict[str, Any]:
-    group = doc.spans["sc"]
-    return {
-        "spans": [[s.start, s.end, s.label_] for s in group],
-        "scores": [float(x) for x in group.attrs["scores"]],
-        "ents": [[e.start, e.end, e.label_] for e in doc.ents],
-    }
+    nlp = build_nlp(threshold=0.3)
+    return train(nlp, make_examples(nlp, NESTED), steps=25)
 
 
 def build_pipeline_wheel(pipeline: Path, tmp_path: Path, wheels: Path) -> Dict[str, Any]:
@@ -151,7 +106,7 @@ def fresh_venv(tmp_path: Path) -> Path:
 def test_spacy_package_wheel_installs_and_loads_in_a_fresh_venv(tmp_path: Path) -> None:
     nlp = trained_pipeline()
     nlp.to_disk(tmp_path / "pipeline")
-    expected = [doc_output(doc) for doc in nlp.pipe(TEXTS)]
+    expected = outputs(nlp, TEXTS)
     assert sum(len(out["spans"]) for out in expected) > 5
 
     wheels = tmp_path / "wheels"
@@ -171,12 +126,8 @@ def test_spacy_package_wheel_installs_and_loads_in_a_fresh_venv(tmp_path: Path) 
     run(sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--find-links", wheels,
         "--quiet", pipeline_wheel, cwd=tmp_path)
 
-    out = json.loads(run(python, "-I", "-c", PREDICT, PACKAGE, cwd=tmp_path, stdin=json.dumps(TEXTS)))
+    out = predict_in_fresh_process(python, PACKAGE, TEXTS, cwd=tmp_path, env=environment())
     assert out["imported_before_load"] is False
     assert Path(out["plugin_file"]).resolve().is_relative_to((tmp_path / "fresh").resolve())
     assert out["pipe_names"] == ["globalpointer_spans"]
-    got: List[Dict[str, Any]] = out["predictions"]
-    assert [o["spans"] for o in got] == [o["spans"] for o in expected]
-    assert [o["ents"] for o in got] == [o["ents"] for o in expected]
-    for have, want in zip(got, expected):
-        numpy.testing.assert_allclose(have["scores"], want["scores"], rtol=1e-5, atol=1e-6)
+    assert_same_output(expected, out["outputs"])

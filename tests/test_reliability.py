@@ -5,11 +5,8 @@ re-tokenised and ents-plus-spans data; the property tests run it at low threshol
 spans come out, and check the invariants of every doc it writes.
 """
 import copy
-import json
 import shutil
-import subprocess
 import sys
-import textwrap
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,11 +22,10 @@ from hypothesis import strategies as st
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
-from thinc.api import fix_random_seed
 
 from nested_data import FLAT, NESTED, SMALL_TOK2VEC, make_examples, span_tuples
+from util import PIPE, assert_same_output, build_nlp, doc_output, predict_in_fresh_process, train
 
-PIPE = "globalpointer_spans"
 PROPERTY_SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # Gold spans of one label that nest, cross and repeat (the repeat must not break the loss).
@@ -49,17 +45,6 @@ BOTH_ENTS = [(3, 5, "ENTS_ONLY")]
 TRAIN_TEXTS = [text for text, _ in NESTED + FLAT] + [CROSSING[0], "".join(WORDS), BOTH_TEXT]
 
 
-def build_nlp(head_size: int = 16, width: int = 64, **settings: Any) -> Language:
-    nlp = spacy.blank("zh")
-    model = {
-        "@architectures": "spacy-globalpointer.EfficientGlobalPointer.v1",
-        "head_size": head_size,
-        "tok2vec": dict(SMALL_TOK2VEC, width=width),
-    }
-    nlp.add_pipe(PIPE, config={"model": model, **settings})
-    return nlp
-
-
 def training_examples(nlp: Language) -> List[Example]:
     examples = make_examples(nlp, NESTED + [CROSSING])
     words = Doc(nlp.vocab, words=WORDS, spaces=[False] * len(WORDS))
@@ -70,15 +55,6 @@ def training_examples(nlp: Language) -> List[Example]:
     both.set_ents([Span(both, start, end, label) for start, end, label in BOTH_ENTS], default="outside")
     examples.append(Example(nlp.make_doc(BOTH_TEXT), both))
     return examples
-
-
-def train(nlp: Language, examples: List[Example], steps: int, seed: int = 0) -> Language:
-    fix_random_seed(seed)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 0.005
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer, drop=0.0)
-    return nlp
 
 
 @pytest.fixture(scope="module")
@@ -97,23 +73,6 @@ def configured(nlp: Language, **cfg: Any):
         yield pipe
     finally:
         pipe.cfg.update(saved)
-
-
-def doc_output(doc: Doc, key: str = "sc") -> Dict[str, Any]:
-    """Everything the component writes, as plain JSON-able data."""
-    return {
-        "spans": [[span.start, span.end, span.label_] for span in doc.spans[key]],
-        "scores": [float(score) for score in doc.spans[key].attrs["scores"]],
-        "ents": [[ent.start, ent.end, ent.label_] for ent in doc.ents],
-    }
-
-
-def assert_same_output(expected: List[Dict[str, Any]], got: List[Dict[str, Any]]) -> None:
-    assert len(expected) == len(got)
-    for want, have in zip(expected, got):
-        assert have["spans"] == want["spans"]
-        assert have["ents"] == want["ents"]
-        numpy.testing.assert_allclose(have["scores"], want["scores"], rtol=1e-5, atol=1e-6)
 
 
 def check_invariants(doc: Doc, pipe) -> None:
@@ -424,44 +383,14 @@ def test_empty_training_sets():
 
 PERSISTENCE_TEXTS = [text for text, _ in NESTED] + ["", "   ", "北京🙂大学 Beijing 2024年", "𠀀e\u0301" * 5, "中" * 120]
 
-PREDICT_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import spacy
-    assert "spacy_globalpointer" not in sys.modules
-    nlp = spacy.load(sys.argv[1])
-    out = []
-    for doc in nlp.pipe(json.loads(sys.stdin.read())):
-        group = doc.spans["sc"]
-        out.append({
-            "spans": [[s.start, s.end, s.label_] for s in group],
-            "scores": [float(x) for x in group.attrs["scores"]],
-            "ents": [[e.start, e.end, e.label_] for e in doc.ents],
-        })
-    print(json.dumps(out))
-    """
-)
-
-
-def predict_in_fresh_process(python: str, pipeline: str, texts: List[str], cwd: Path) -> List[Dict[str, Any]]:
-    result = subprocess.run(
-        [python, "-c", PREDICT_SCRIPT, pipeline],
-        input=json.dumps(texts),
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 def test_saved_pipeline_predicts_the_same_in_a_fresh_process(trained, tmp_path):
     with configured(trained, threshold=0.2, max_length=6):
         trained.to_disk(tmp_path / "pipeline")
         expected = [doc_output(doc) for doc in trained.pipe(PERSISTENCE_TEXTS)]
     assert sum(len(out["spans"]) for out in expected) > 20
-    got = predict_in_fresh_process(sys.executable, str(tmp_path / "pipeline"), PERSISTENCE_TEXTS, tmp_path)
-    assert_same_output(expected, got)
+    got = predict_in_fresh_process(sys.executable, tmp_path / "pipeline", PERSISTENCE_TEXTS, cwd=tmp_path)
+    assert got["imported_before_load"] is False
+    assert_same_output(expected, got["outputs"])
 
 
 @pytest.fixture(scope="module")
@@ -508,7 +437,7 @@ def test_corrupted_weights_file_is_a_clear_error(saved, tmp_path, cut):
 MISMATCHED = {
     "head_size": (dict(head_size=8), NESTED, "size mismatch"),
     "labels": (dict(), FLAT, "nO"),
-    "encoder_width": (dict(width=32), NESTED, "nO"),
+    "encoder_width": (dict(tok2vec=dict(SMALL_TOK2VEC, width=32)), NESTED, "nO"),
 }
 
 

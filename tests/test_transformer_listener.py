@@ -6,17 +6,12 @@ to a temporary directory once per session and loaded *by path* by
 """
 import os
 import pickle
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import numpy
 import pytest
 
 pytest.importorskip("spacy_transformers")
-
-try:  # tests/ may or may not be a package
-    from .tiny_bert import write_tiny_bert
-except ImportError:
-    from tiny_bert import write_tiny_bert
 
 import spacy  # noqa: E402
 import torch  # noqa: E402
@@ -24,13 +19,13 @@ from spacy.language import Language  # noqa: E402
 from spacy.tokens import Span  # noqa: E402
 from spacy.training import Example  # noqa: E402
 from spacy_transformers.layers import TransformerListener  # noqa: E402
-from thinc.api import Config, fix_random_seed  # noqa: E402
+from thinc.api import fix_random_seed  # noqa: E402
 
 import spacy_globalpointer  # noqa: E402,F401  (registers the factory and architectures)
+from tiny_bert import write_tiny_bert  # noqa: E402
+from util import EFFICIENT, ORIGINAL, assert_same_output, doc_output, transformer_nlp  # noqa: E402
 
 SPANS_KEY = "sc"
-EFFICIENT = "spacy-globalpointer.EfficientGlobalPointer.v1"
-ORIGINAL = "spacy-globalpointer.GlobalPointer.v1"
 ARCHITECTURES = {"efficient": EFFICIENT, "original": ORIGINAL}
 
 # (text, [(start_token, end_token, label)]); zh tokenises one token per character.
@@ -53,51 +48,6 @@ SEED = 0
 LEARN_RATE = 3e-3
 MAX_UPDATES = 80
 
-CONFIG_TEMPLATE = """
-[nlp]
-lang = "zh"
-pipeline = ["transformer", "globalpointer_spans"]
-
-[components]
-
-[components.transformer]
-factory = "transformer"
-max_batch_items = 4096
-
-[components.transformer.model]
-@architectures = "spacy-transformers.TransformerModel.v3"
-name = "{bert_dir}"
-tokenizer_config = {{"use_fast": true}}
-transformer_config = {{}}
-mixed_precision = false
-grad_scaler_config = {{}}
-
-[components.transformer.model.get_spans]
-@span_getters = "spacy-transformers.strided_spans.v1"
-window = 64
-stride = 48
-
-[components.globalpointer_spans]
-factory = "globalpointer_spans"
-spans_key = "{spans_key}"
-threshold = 0.5
-max_length = null
-
-[components.globalpointer_spans.model]
-@architectures = "{architecture}"
-head_size = 64
-use_rope = true
-
-[components.globalpointer_spans.model.tok2vec]
-@architectures = "spacy-transformers.TransformerListener.v1"
-grad_factor = {grad_factor}
-upstream = "*"
-
-[components.globalpointer_spans.model.tok2vec.pooling]
-@layers = "reduce_mean.v1"
-"""
-
-
 # ----------------------------------------------------------------------------- fixtures
 
 
@@ -118,19 +68,8 @@ def bert_dir(tmp_path_factory):
     return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), texts, seed=0)
 
 
-def make_config(bert_dir, architecture: str = EFFICIENT, grad_factor: float = 1.0) -> Config:
-    text = CONFIG_TEMPLATE.format(
-        bert_dir=bert_dir.as_posix(),
-        spans_key=SPANS_KEY,
-        architecture=architecture,
-        grad_factor=float(grad_factor),
-    )
-    return Config().from_str(text)
-
-
 def make_nlp(bert_dir, architecture: str = EFFICIENT, grad_factor: float = 1.0) -> Language:
-    config = make_config(bert_dir, architecture, grad_factor)
-    return spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    return transformer_nlp(bert_dir, architecture, grad_factor=grad_factor, spans_key=SPANS_KEY)
 
 
 def make_examples(nlp: Language) -> List[Example]:
@@ -169,33 +108,21 @@ def trained(request, bert_dir):
 # ----------------------------------------------------------------------------- helpers
 
 
-def predictions(nlp: Language, texts: List[str]) -> List[Tuple]:
-    """Per text: (sorted (start, end, label) spans, their scores, the raw span logits)."""
+def predictions(nlp: Language, texts: List[str]) -> List[Dict]:
+    """Per text: ``doc_output`` plus the raw span logits."""
     docs = list(nlp.pipe(texts))
     logits = nlp.get_pipe("globalpointer_spans").predict(docs)
-    out = []
-    for doc, doc_logits in zip(docs, logits):
-        group = doc.spans[SPANS_KEY]
-        keyed = sorted(
-            zip(((span.start, span.end, span.label_) for span in group), group.attrs["scores"])
-        )
-        out.append(
-            (
-                [key for key, _ in keyed],
-                numpy.asarray([score for _, score in keyed], dtype="float32"),
-                numpy.asarray(doc_logits),
-            )
-        )
-    return out
+    return [dict(doc_output(doc, SPANS_KEY), logits=numpy.asarray(doc_logits)) for doc, doc_logits in zip(docs, logits)]
 
 
-def assert_same_predictions(before, after) -> None:
-    assert len(before) == len(after)
-    for (spans1, scores1, logits1), (spans2, scores2, logits2) in zip(before, after):
-        assert spans1 == spans2
-        numpy.testing.assert_allclose(scores1, scores2, rtol=1e-5, atol=1e-6)
-        assert logits1.shape == logits2.shape
-        numpy.testing.assert_allclose(logits1, logits2, rtol=1e-4, atol=1e-4)
+def assert_same_predictions(before: List[Dict], after: List[Dict]) -> None:
+    def without_logits(outputs: List[Dict]) -> List[Dict]:
+        return [{field: value for field, value in out.items() if field != "logits"} for out in outputs]
+
+    assert_same_output(without_logits(before), without_logits(after))
+    for want, have in zip(before, after):
+        assert have["logits"].shape == want["logits"].shape
+        numpy.testing.assert_allclose(have["logits"], want["logits"], rtol=1e-4, atol=1e-4)
 
 
 def the_listener(nlp: Language) -> TransformerListener:
@@ -343,7 +270,7 @@ EVAL_TEXTS = [text for text, _ in TRAIN_DATA] + [UNSEEN_TEXT]
 def test_round_trip_to_disk(trained, tmp_path):
     nlp = trained["nlp"]
     before = predictions(nlp, EVAL_TEXTS)
-    assert any(spans for spans, _, _ in before), "nothing predicted: the comparison would be vacuous"
+    assert any(out["spans"] for out in before), "nothing predicted: the comparison would be vacuous"
     nlp.to_disk(tmp_path / "pipeline")
     loaded = spacy.load(tmp_path / "pipeline")
     assert loaded.pipe_names == ["transformer", "globalpointer_spans"]
