@@ -10,6 +10,7 @@ import torch
 from spacy.cli.init_config import fill_config
 from spacy.cli.train import train
 from spacy.tokens import DocBin
+from thinc.api import fix_random_seed
 
 from nested_data import NESTED, make_examples
 
@@ -35,6 +36,7 @@ def test_readme_has_the_blocks_tested_here():
 
 
 def test_quickstart_runs(capsys):
+    fix_random_seed(0)
     exec(compile(PYTHON_BLOCKS[0], f"{README}:quickstart", "exec"), {"__name__": "readme_quickstart"})
     assert "ORG" in capsys.readouterr().out  # 50 updates on two docs: the nested ORGs are found
 
