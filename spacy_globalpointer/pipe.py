@@ -210,12 +210,20 @@ class GlobalPointerSpans(TrainablePipe):
             for label in labels:
                 self.add_label(label)
         sample: List[Doc] = []
+        span_keys = set()
         for eg in get_examples():
+            span_keys.update(eg.reference.spans.keys())
             if labels is None:
                 for span in annotated_spans(eg.reference, self.key):
                     self.add_label(span.label_)
             if len(sample) < 10:
                 sample.append(eg.predicted)
+        if span_keys and self.key not in span_keys:
+            warnings.warn(
+                f"No training doc of '{self.name}' has doc.spans[{self.key!r}] (its spans_key); "
+                f"they have doc.spans{sorted(span_keys)}. Their gold spans are read from doc.ents "
+                f"instead: set spans_key to the corpus's key (and [training.score_weights] to match)."
+            )
         self._require_labels()
         self._check_label_thresholds()
         self._head.set_dim("nO", len(self.labels))

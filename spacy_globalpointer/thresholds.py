@@ -93,9 +93,10 @@ def collect_candidates(
     """Score the held-out docs; return per label (candidate probabilities, is-gold flags) and gold counts.
 
     Candidates are all spans with probability > ``min_probability`` that the component could
-    output: none starting or ending on a whitespace token, as in ``set_annotations``. Gold spans are read from the
-    reference docs like the component reads them for training (``doc.spans[spans_key]``, else
-    ``doc.ents``); the reference docs must be tokenised like ``nlp`` tokenises their text.
+    output: none starts or ends on a whitespace token, as in ``set_annotations``. Gold spans are
+    read from the reference docs like the component reads them for training
+    (``doc.spans[spans_key]``, else ``doc.ents``); the reference docs must be tokenised like
+    ``nlp`` tokenises their text.
     """
     name = _component_name(nlp, component)
     pipe = nlp.get_pipe(name)

@@ -12,7 +12,7 @@ from thinc.api import Config, fix_random_seed
 from spacy_globalpointer import fit_thresholds
 from spacy_globalpointer.thresholds import fit_pipeline_thresholds
 
-from nested_data import NESTED, SMALL_TOK2VEC, make_examples
+from nested_data import FLAT, NESTED, SMALL_TOK2VEC, make_examples
 
 NAME = "globalpointer_spans"
 
@@ -350,3 +350,29 @@ def test_empty_first_training_doc_behind_a_listener(tmp_path):
     assert nlp.get_pipe(NAME).model.get_ref("head").get_dim("nI") == 32
     losses = [nlp.update(examples, sgd=optimizer)[NAME] for _ in range(2)]
     assert all(loss > 0 for loss in losses)
+
+
+# ----------------------------------------------------------------------------- 7. spans key of the corpus
+
+
+def test_initialize_warns_when_no_training_doc_has_the_spans_key():
+    nlp = build_nlp()  # spans_key "sc"
+    examples = make_examples(nlp, NESTED, key="nested")
+    for eg in examples:  # a converter's flat subset, as doc.ents
+        eg.reference.set_ents(spacy.util.filter_spans(eg.reference.spans["nested"]), default="outside")
+    with pytest.warns(UserWarning, match=r"doc\.spans\['sc'\].*\['nested'\]"):
+        nlp.initialize(lambda: examples)
+
+
+def test_initialize_warns_before_failing_for_want_of_labels():
+    nlp = build_nlp()
+    with pytest.warns(UserWarning, match="nested"), pytest.raises(ValueError):
+        nlp.initialize(lambda: make_examples(nlp, NESTED, key="nested"))
+
+
+def test_initialize_does_not_warn_for_the_right_key_or_a_flat_corpus(recwarn):
+    nlp = build_nlp()
+    nlp.initialize(lambda: make_examples(nlp, NESTED))
+    nlp = build_nlp()
+    nlp.initialize(lambda: make_examples(nlp, FLAT, as_ents=True))
+    assert not [w for w in recwarn if "doc.spans" in str(w.message)]
