@@ -2,7 +2,7 @@
 
 For each dataset (People's Daily, CLUENER, CMeEE) this script
 
-1. converts the raw files (``spacy_globalpointer.converters.convert``) and carves a held-out
+1. converts the raw files (``spacy_globalpointer.readers.convert``) and carves a held-out
    slice from the END of train (``--heldout-fraction``, capped by ``--heldout-max``). That slice
    is excluded from training; it is the training run's dev set (spaCy's periodic evaluation) and
    the slice per-label thresholds are fitted on. The reported split (People's Daily: test;
@@ -67,7 +67,7 @@ from spacy.tokens import Doc, DocBin, Span  # noqa: E402
 from thinc.api import Config  # noqa: E402
 
 import spacy_globalpointer  # noqa: E402,F401
-from spacy_globalpointer.converters import convert  # noqa: E402
+from spacy_globalpointer.readers import convert  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RAW = {

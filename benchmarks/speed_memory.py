@@ -68,7 +68,7 @@ from spacy.util import minibatch  # noqa: E402
 from thinc.api import fix_random_seed, set_dropout_rate  # noqa: E402
 
 from spacy_globalpointer import GlobalPointerSpans  # noqa: E402
-from spacy_globalpointer.converters import convert  # noqa: E402
+from spacy_globalpointer.readers import convert  # noqa: E402
 from spacy_globalpointer.loss import valid_cells  # noqa: E402
 
 DATA = Path("/work/shared/data/cluener")
