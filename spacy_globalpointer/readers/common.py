@@ -252,8 +252,6 @@ def iter_json_array(path: PathLike, chunk_size: int = 1 << 20) -> Iterator[Tuple
             return line + buffer.count("\n", 0, position)
 
         fill()
-        if buffer.startswith("\ufeff"):
-            position = 1
         state, index = "open", 0  # open -> first -> (value -> sep)* -> done
         while True:
             while position < len(buffer) and buffer[position] in " \t\r\n":
@@ -264,7 +262,9 @@ def iter_json_array(path: PathLike, chunk_size: int = 1 << 20) -> Iterator[Tuple
                 fill()
                 continue
             char = buffer[position]
-            if state == "open":
+            if state == "open" and char == "\ufeff" and position == 0 and line == 1:
+                position += 1
+            elif state == "open":
                 if char != "[":
                     kind = {"{": "dict", '"': "str"}.get(char, repr(char))
                     raise ConversionError(path, None, f"expected a JSON list of records, got {kind}")
