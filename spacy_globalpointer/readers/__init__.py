@@ -13,7 +13,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from . import chinese, jsonl_tools
+from . import brat, chinese, jsonl_tools
 from .common import ConversionError, ConversionReport, PathLike, RawEntity, RawRecord
 from .docs import ALIGNMENTS, overlap_counts, records_to_docs
 from .options import ReadOptions
@@ -37,6 +37,7 @@ FORMATS: Dict[str, Reader] = {
     "doccano": jsonl_tools.read_doccano,
     "prodigy": jsonl_tools.read_prodigy,
     "label_studio": jsonl_tools.read_label_studio,
+    "brat": brat.read_brat,
 }
 
 
