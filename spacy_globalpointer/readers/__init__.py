@@ -13,7 +13,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from . import brat, chinese, jsonl_tools
+from . import brat, chinese, conll, jsonl_tools
 from .common import ConversionError, ConversionReport, PathLike, RawEntity, RawRecord
 from .docs import ALIGNMENTS, overlap_counts, records_to_docs
 from .options import ReadOptions
@@ -38,6 +38,7 @@ FORMATS: Dict[str, Reader] = {
     "prodigy": jsonl_tools.read_prodigy,
     "label_studio": jsonl_tools.read_label_studio,
     "brat": brat.read_brat,
+    "conll": conll.read_conll,
 }
 
 
