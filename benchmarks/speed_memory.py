@@ -69,8 +69,8 @@ from spacy.util import load_config, load_model_from_config, minibatch  # noqa: E
 from thinc.api import fix_random_seed, set_dropout_rate  # noqa: E402
 
 from spacy_globalpointer import GlobalPointerSpans  # noqa: E402
-from spacy_globalpointer.converters import convert  # noqa: E402
-from spacy_globalpointer.loss import valid_cells  # noqa: E402
+from spacy_globalpointer.readers import convert  # noqa: E402
+from spacy_globalpointer.layout import valid_cells  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "speed_memory.cfg"
 LONG_MAX_LENGTH = 64  # GlobalPointer's max_length on the long docs

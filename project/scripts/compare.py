@@ -4,7 +4,7 @@
 
 For each dataset:
 
-1. convert the raw files (``spacy_globalpointer.converters.convert``) and hold out a slice at the END
+1. convert the raw files (``spacy_globalpointer.readers.convert``) and hold out a slice at the END
    of train (``--heldout-fraction``, at most ``--heldout-max`` docs). The slice is not trained on; its
    first docs are spaCy's periodic evaluation during training and the whole slice is where per-label
    thresholds are fitted. The reported split (People's Daily: test; CLUENER, CMeEE: dev, their test
@@ -46,7 +46,7 @@ from spacy.tokens import Doc, DocBin, Span  # noqa: E402
 from spacy.training import Example  # noqa: E402
 from spacy.util import load_config  # noqa: E402
 
-from spacy_globalpointer.converters import convert  # noqa: E402
+from spacy_globalpointer.readers import convert  # noqa: E402
 from spacy_globalpointer.scorer import annotated_spans  # noqa: E402
 
 RAW = {
