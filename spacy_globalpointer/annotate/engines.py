@@ -3,7 +3,9 @@
 Both engines turn an ordered stream of input records into an ordered stream of
 :class:`Annotated` records, with the bad records passed through in their places.
 """
+import logging
 import os
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Union
@@ -17,6 +19,8 @@ from .records import doc_to_record, spans_key
 RAY_MISSING = 'the ray engine needs Ray Data: pip install "spacy-globalpointer[ray]"'
 # Test-only fault injection: an actor that finds this file deletes it and exits at once.
 CRASH_FILE_ENV = "SPACY_GLOBALPOINTER_ANNOTATE_CRASH_FILE"
+# Ray Data block size for parsed records: a few thousand short docs per block.
+BLOCK_BYTES = 256 * 1024
 
 
 class Annotated(NamedTuple):
@@ -134,6 +138,12 @@ def _parse_file_row(row: Dict[str, Any], *, indices: Dict[str, int], sources: Di
         }
 
 
+def _one_task_at_a_time(ray) -> Dict[str, Any]:
+    """``compute=TaskPoolStrategy(size=1)``, or ``concurrency=1`` on Ray versions without it."""
+    strategy = getattr(ray.data, "TaskPoolStrategy", None)
+    return {"compute": strategy(size=1)} if strategy is not None else {"concurrency": 1}
+
+
 def annotate_ray(
     model: str,
     files: Sequence[Path],
@@ -158,10 +168,13 @@ def annotate_ray(
 
     ray = import_ray()
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
+    # Small blocks, so that one input file is spread over all the actors.
+    context.target_max_block_size = BLOCK_BYTES
     todo = [(index, path) for index, path in enumerate(files) if after is None or index >= after[0]]
     if not todo:
         return
@@ -169,29 +182,34 @@ def annotate_ray(
     indices = {p: index for p, (index, _) in zip(paths, todo)}
     sources = {p: str(path) for p, (_, path) in zip(paths, todo)}
     dataset = ray.data.read_binary_files(paths, include_paths=True, concurrency=1, num_cpus=0)
+    # Reading and parsing take no CPU slot (they are light), so that actors holding every
+    # CPU of a small machine cannot starve them; one task at a time.
     dataset = dataset.flat_map(
         _parse_file_row,
         fn_kwargs={"indices": indices, "sources": sources, "text_key": text_key, "id_key": id_key, "after": after},
-        concurrency=1,
         num_cpus=0,
+        **_one_task_at_a_time(ray),
     )
-    dataset = dataset.map_batches(
-        SpanAnnotator,
-        batch_format="pyarrow",
-        batch_size=batch_size,
-        fn_constructor_kwargs={
-            "model": model,
-            "keep_text": True,
-            "batch_size": batch_size,
-            "use_gpu": gpus_per_worker > 0,
-            "threads": max(1, int(cpus_per_worker)),
-        },
-        concurrency=num_workers,
-        num_cpus=cpus_per_worker,
-        num_gpus=gpus_per_worker,
-        max_restarts=max_retries,
-        max_task_retries=max_retries,
-    )
+    with warnings.catch_warnings():
+        # Newer Ray deprecates passing actor options as keyword arguments; they still apply.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+        dataset = dataset.map_batches(
+            SpanAnnotator,
+            batch_format="pyarrow",
+            batch_size=batch_size,
+            fn_constructor_kwargs={
+                "model": model,
+                "keep_text": True,
+                "batch_size": batch_size,
+                "use_gpu": gpus_per_worker > 0,
+                "threads": max(1, int(cpus_per_worker)),
+            },
+            compute=ray.data.ActorPoolStrategy(size=num_workers),
+            num_cpus=cpus_per_worker,
+            num_gpus=gpus_per_worker,
+            max_restarts=max_retries,
+            max_task_retries=max_retries,
+        )
     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
         for row in batch.to_pylist():
             position = (row["file"], row["line"])
