@@ -168,12 +168,12 @@ def test_refuses_another_job_unless_overwrite(model, tmp_path, capsys):
 
 
 def test_kill_and_resume_keeps_every_record_once(model, tmp_path):
-    n_docs = 6000
+    n_docs = 1500
     source = write_jsonl(tmp_path / "in.jsonl", [{"n": i, "text": TEXTS[i % len(TEXTS)] * 3} for i in range(n_docs)])
     output = tmp_path / "out.jsonl"
     parts = tmp_path / "out.jsonl.parts"
     command = [sys.executable, "-m", "spacy_globalpointer.annotate", str(model), str(source), str(output),
-               "--id-key", "n", "--shard-size", "50", "--batch-size", "16"]
+               "--id-key", "n", "--shard-size", "20", "--batch-size", "16"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not (parts / "shard-000001.jsonl").exists():

@@ -54,10 +54,14 @@ def run_both(model, source, tmp_path, *options):
 
 def test_ray_matches_local(model, tmp_path):
     source = corpus(tmp_path / "corpus", 40)
+    # Text lines end at \n only, read whole by Ray or line by line locally.
+    (source / "part-2.txt").write_bytes(f"{TEXTS[0]}\r\n{TEXTS[1]}\r{TEXTS[2]}\n".encode("utf-8"))
     outputs = run_both(model, source, tmp_path, "--id-key", "n", "--keep-text", "--batch-size", "8", "--shard-size", "15")
     local, remote = outputs["local"], outputs["ray"]
     assert remote.read_bytes() == local.read_bytes()
-    assert [r["id"] for r in read_jsonl(remote)] == list(range(40))
+    records = read_jsonl(remote)
+    assert [r["id"] for r in records[:40]] == list(range(40))
+    assert [r["text"] for r in records[40:]] == [TEXTS[0], f"{TEXTS[1]}\r{TEXTS[2]}"]
     errors = read_jsonl(tmp_path / "ray.errors.jsonl")
     assert errors == read_jsonl(tmp_path / "local.errors.jsonl")
     assert [(Path(e["source"]).name, e["line"]) for e in errors] == [("part-0.jsonl", 21), ("part-0.jsonl", 22), ("part-1.jsonl", 21)]
@@ -67,12 +71,15 @@ def test_ray_parquet_label_studio_and_two_workers(model, tmp_path):
     pyarrow = pytest.importorskip("pyarrow")
     import pyarrow.parquet as parquet
 
-    source = tmp_path / "in.parquet"
-    parquet.write_table(pyarrow.table({"text": TEXTS * 4}), source)
+    source = tmp_path / "shards"
+    source.mkdir()
+    for shard in range(2):  # one block each: both actors get work
+        parquet.write_table(pyarrow.table({"text": TEXTS * 2}), source / f"{shard}.parquet")
     outputs = run_both(model, source, tmp_path, "--output-format", "label_studio", "--num-workers", "2", "--batch-size", "4")
     assert outputs["ray"].read_bytes() == outputs["local"].read_bytes()
     tasks = read_jsonl(outputs["ray"])
-    assert [t["data"]["id"] for t in tasks] == [f"{source}:{row}" for row in range(1, len(TEXTS) * 4 + 1)]
+    rows = range(1, len(TEXTS) * 2 + 1)
+    assert [t["data"]["id"] for t in tasks] == [f"{source / f'{shard}.parquet'}:{row}" for shard in range(2) for row in rows]
 
 
 def test_ray_resumes_an_interrupted_local_job(model, tmp_path, monkeypatch):
@@ -90,8 +97,7 @@ def test_ray_resumes_an_interrupted_local_job(model, tmp_path, monkeypatch):
         write_shard(store, *shard)
 
     monkeypatch.setattr(ShardStore, "write_shard", interrupted_at_third_shard)
-    with pytest.raises(KeyboardInterrupt):
-        main(args)
+    assert main(args) == 130  # as after Ctrl-C
     monkeypatch.undo()
     assert not output.exists()
     assert main(args + ["--engine", "ray"]) == 0

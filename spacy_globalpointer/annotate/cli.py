@@ -186,6 +186,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
     except (InputError, JobMismatch, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

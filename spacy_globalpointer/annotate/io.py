@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -82,8 +83,11 @@ def parse_lines(
     id_key: Optional[str],
     after_line: int = 0,
 ) -> Iterator[Item]:
-    """Records of a ``.jsonl`` or ``.txt`` file's bytes (or lines); lines up to ``after_line`` are skipped."""
-    lines = data.splitlines(keepends=True) if isinstance(data, bytes) else data
+    """Records of a ``.jsonl`` or ``.txt`` file's bytes (or binary lines); lines up to ``after_line`` are skipped.
+
+    Lines end at ``\n`` only (a lone ``\r`` stays in the text), however the file is read.
+    """
+    lines = BytesIO(data) if isinstance(data, bytes) else data
     is_text = source.endswith(".txt")
     for number, raw in enumerate(lines, start=1):
         if number <= after_line:
