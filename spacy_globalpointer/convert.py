@@ -102,11 +102,11 @@ def _dev_docs(args: argparse.Namespace, options: ReadOptions) -> Optional[Set[in
 
 def run(args: argparse.Namespace) -> ConversionReport:
     """Convert as ``args`` say, write the output file(s) and return the report."""
+    nlp = make_nlp(args.lang, args.tokenizer)
     options = ReadOptions(
         text_key=args.text_key, ls_annotation=args.ls_annotation, ls_source=args.ls_source,
-        scheme=args.scheme, tag_columns=args.tag_columns, lang=args.lang,
+        scheme=args.scheme, tag_columns=args.tag_columns, lang=nlp.lang,
     )
-    nlp = make_nlp(args.lang, args.tokenizer)
     dev = _dev_docs(args, options) or set()
     report = ConversionReport()
     progress = Progress(args.progress_every)
@@ -131,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.report is not None:
             args.report.parent.mkdir(parents=True, exist_ok=True)
             args.report.write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n", "utf-8")
-    except (ConversionError, OSError) as err:
+    except (ConversionError, OSError, ImportError) as err:  # ImportError: unknown --lang
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(report.format())

@@ -71,3 +71,17 @@ def test_dev_split_is_deterministic(doccano_file: Path, tmp_path: Path, capsys: 
 def test_progress_on_stderr(doccano_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["doccano", str(doccano_file), str(tmp_path / "o.spacy"), "--progress-every", "2"]) == 0
     assert capsys.readouterr().err.splitlines() == ["... 2 records read", "... 4 records read"]
+
+
+def test_conll_spacing_follows_the_tokenizer_language(tmp_path: Path) -> None:
+    spacy.blank("en").to_disk(tmp_path / "en_pipeline")
+    conll = write(tmp_path / "a.conll", "Ada B-PER\nLovelace I-PER\nwrote O\n")
+    output = tmp_path / "out.spacy"
+    assert main(["conll", str(conll), str(output), "--tokenizer", str(tmp_path / "en_pipeline")]) == 0
+    (doc,) = load(output)
+    assert doc.text == "Ada Lovelace wrote" and spans_of(doc) == [(0, 12, "PER")]
+
+
+def test_unknown_language_is_an_error(doccano_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["doccano", str(doccano_file), str(tmp_path / "o.spacy"), "--lang", "xx_unknown"]) == 1
+    assert capsys.readouterr().err.startswith("error: ")

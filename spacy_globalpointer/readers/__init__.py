@@ -3,9 +3,7 @@
 One module per format family (``chinese``, ``jsonl_tools``, ``brat``, ``conll``); ``common`` holds the
 record types, the report and the streaming input helpers, ``docs`` the records -> Docs step.
 """
-import random
 from collections import Counter
-from functools import partial
 from itertools import islice
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
