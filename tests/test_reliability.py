@@ -65,14 +65,21 @@ def trained() -> Language:
 
 @contextmanager
 def configured(nlp: Language, **cfg: Any):
-    """Temporarily change the component's settings (the module's pipeline is shared)."""
+    """Temporarily change the component's settings (the module's pipeline is shared).
+
+    In its ``cfg`` and in ``nlp.config``: a saved pipeline takes its settings from its config.
+    """
     pipe = nlp.get_pipe(PIPE)
+    config = nlp.get_pipe_config(PIPE)
     saved = {key: copy.deepcopy(pipe.cfg[key]) for key in cfg}
+    saved_config = {key: copy.deepcopy(config[key]) for key in cfg}
     pipe.cfg.update(cfg)
+    config.update(cfg)
     try:
         yield pipe
     finally:
         pipe.cfg.update(saved)
+        config.update(saved_config)
 
 
 def check_invariants(doc: Doc, pipe) -> None:
