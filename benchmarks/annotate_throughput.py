@@ -24,11 +24,13 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
 import time  # noqa: E402
 from itertools import cycle, islice  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -43,7 +45,6 @@ LABELS = {
     "ray1": "annotate --engine ray, 1 worker",
     "ray2": "annotate --engine ray, 2 workers",
 }
-WORKER_MARKERS = ("SpanAnnotator", "spacy_globalpointer", "multiprocessing")
 
 
 def cluener_texts(raw_dir: Path, n_docs: int) -> List[str]:
@@ -119,19 +120,15 @@ def measure(config: str, model: str, corpus: Path, work: Path, batch_size: int) 
     """Run one configuration in this (fresh) process; return its figures."""
     texts = [json.loads(line)["text"] for line in corpus.read_text("utf-8").splitlines()]
     chars = sum(len(t) for t in texts)
-    try:
-        import psutil  # noqa: F401
-
-        sampler = RssSampler(ray_actors=config.startswith("ray"))
-    except ImportError:
-        sampler = None
+    has_psutil = importlib.util.find_spec("psutil") is not None
+    sampler = RssSampler(ray_actors=config.startswith("ray")) if has_psutil else None
     if config in ("single", "pipe2"):
         import spacy
 
         nlp = spacy.load(model)
         nlp("预热")
         start = time.perf_counter()
-        with sampler or _nothing():
+        with sampler or nullcontext():
             if config == "single":
                 docs = [nlp(t) for t in texts]
             else:
@@ -149,19 +146,11 @@ def measure(config: str, model: str, corpus: Path, work: Path, batch_size: int) 
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
             args += ["--engine", "ray", "--num-workers", config[-1]]
         start = time.perf_counter()
-        with sampler or _nothing():
+        with sampler or nullcontext():
             assert main(args) == 0
         seconds = time.perf_counter() - start
     workers = sorted(sampler.peaks.values()) if sampler else []
     return {"seconds": seconds, "docs": len(texts), "chars": chars, "main_rss_mb": own_peak_rss_mb(), "worker_rss_mb": workers}
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 def table(results: Dict[str, Dict[str, Any]]) -> str:
