@@ -93,11 +93,13 @@ class RssSampler:
         self.thread.join()
 
     def _workers(self):
+        """This process's descendants: nlp.pipe's workers, or the Ray actors (under the local raylet)."""
         import psutil
 
+        children = psutil.Process().children(recursive=True)
         if not self.ray_actors:
-            return psutil.Process().children(recursive=True)
-        return [p for p in psutil.process_iter(["cmdline"]) if "SpanAnnotator" in " ".join(p.info["cmdline"] or [])]
+            return children
+        return [p for p in children if "SpanAnnotator" in " ".join(_cmdline(p))]
 
     def _run(self) -> None:
         while not self.stopped.wait(0.1):
@@ -107,6 +109,13 @@ class RssSampler:
                 except Exception:  # the process ended between listing and reading
                     continue
                 self.peaks[process.pid] = max(self.peaks.get(process.pid, 0.0), rss)
+
+
+def _cmdline(process) -> List[str]:
+    try:
+        return process.cmdline()
+    except Exception:  # the process ended meanwhile
+        return []
 
 
 def own_peak_rss_mb() -> float:
@@ -149,8 +158,23 @@ def measure(config: str, model: str, corpus: Path, work: Path, batch_size: int) 
         with sampler or nullcontext():
             assert main(args) == 0
         seconds = time.perf_counter() - start
+        if config.startswith("ray"):
+            ray.shutdown()
     workers = sorted(sampler.peaks.values()) if sampler else []
     return {"seconds": seconds, "docs": len(texts), "chars": chars, "main_rss_mb": own_peak_rss_mb(), "worker_rss_mb": workers}
+
+
+def wait_for_actors_to_exit(timeout: float = 60.0) -> None:
+    """Ray actors outlive their driver by a few seconds: let them go before the next run."""
+    if importlib.util.find_spec("psutil") is None:
+        return
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(
+        "SpanAnnotator" in " ".join(_cmdline(p)) for p in psutil.process_iter()
+    ):
+        time.sleep(0.5)
 
 
 def table(results: Dict[str, Dict[str, Any]]) -> str:
@@ -208,6 +232,7 @@ def main(argv=None) -> int:
             print(done.stderr, file=sys.stderr)
             return 1
         results[config] = json.loads(done.stdout.strip().splitlines()[-1])
+        wait_for_actors_to_exit()
         print(f"{config}: {results[config]['seconds']:.1f}s", flush=True)
     same = all((work / f"out_{c}.jsonl").read_bytes() == (work / "out_local.jsonl").read_bytes() for c in ("ray1", "ray2"))
     print(f"\nnproc {os.cpu_count()}, one torch thread per process; Ray outputs identical to local: {'yes' if same else 'NO'}\n")

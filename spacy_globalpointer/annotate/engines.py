@@ -164,8 +164,22 @@ def annotate_ray(
     so each record comes back once. Joins the cluster at ``address``, or starts a local one.
     """
     ray = import_ray()
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield from _run_ray_job(
+            ray, model, files, text_key=text_key, id_key=id_key, after=after, batch_size=batch_size,
+            num_workers=num_workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+            max_retries=max_retries,
+        )
+    finally:
+        if started:  # stop the actors (and a local Ray) now, not when they notice the driver is gone
+            ray.shutdown()
+
+
+def _run_ray_job(ray, model: str, files: Sequence[Path], *, text_key: str, id_key: Optional[str], after: Optional[Position],
+                 batch_size: int, num_workers: int, cpus_per_worker: float, gpus_per_worker: float, max_retries: int) -> Iterator[Output]:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
