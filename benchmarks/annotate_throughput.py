@@ -24,11 +24,13 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
 import time  # noqa: E402
 from itertools import cycle, islice  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -43,7 +45,6 @@ LABELS = {
     "ray1": "annotate --engine ray, 1 worker",
     "ray2": "annotate --engine ray, 2 workers",
 }
-WORKER_MARKERS = ("SpanAnnotator", "spacy_globalpointer", "multiprocessing")
 
 
 def cluener_texts(raw_dir: Path, n_docs: int) -> List[str]:
@@ -92,11 +93,13 @@ class RssSampler:
         self.thread.join()
 
     def _workers(self):
+        """This process's descendants: nlp.pipe's workers, or the Ray actors (under the local raylet)."""
         import psutil
 
+        children = psutil.Process().children(recursive=True)
         if not self.ray_actors:
-            return psutil.Process().children(recursive=True)
-        return [p for p in psutil.process_iter(["cmdline"]) if "SpanAnnotator" in " ".join(p.info["cmdline"] or [])]
+            return children
+        return [p for p in children if "SpanAnnotator" in " ".join(_cmdline(p))]
 
     def _run(self) -> None:
         while not self.stopped.wait(0.1):
@@ -106,6 +109,13 @@ class RssSampler:
                 except Exception:  # the process ended between listing and reading
                     continue
                 self.peaks[process.pid] = max(self.peaks.get(process.pid, 0.0), rss)
+
+
+def _cmdline(process) -> List[str]:
+    try:
+        return process.cmdline()
+    except Exception:  # the process ended meanwhile
+        return []
 
 
 def own_peak_rss_mb() -> float:
@@ -119,19 +129,15 @@ def measure(config: str, model: str, corpus: Path, work: Path, batch_size: int) 
     """Run one configuration in this (fresh) process; return its figures."""
     texts = [json.loads(line)["text"] for line in corpus.read_text("utf-8").splitlines()]
     chars = sum(len(t) for t in texts)
-    try:
-        import psutil  # noqa: F401
-
-        sampler = RssSampler(ray_actors=config.startswith("ray"))
-    except ImportError:
-        sampler = None
+    has_psutil = importlib.util.find_spec("psutil") is not None
+    sampler = RssSampler(ray_actors=config.startswith("ray")) if has_psutil else None
     if config in ("single", "pipe2"):
         import spacy
 
         nlp = spacy.load(model)
         nlp("预热")
         start = time.perf_counter()
-        with sampler or _nothing():
+        with sampler or nullcontext():
             if config == "single":
                 docs = [nlp(t) for t in texts]
             else:
@@ -149,19 +155,26 @@ def measure(config: str, model: str, corpus: Path, work: Path, batch_size: int) 
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
             args += ["--engine", "ray", "--num-workers", config[-1]]
         start = time.perf_counter()
-        with sampler or _nothing():
+        with sampler or nullcontext():
             assert main(args) == 0
         seconds = time.perf_counter() - start
+        if config.startswith("ray"):
+            ray.shutdown()
     workers = sorted(sampler.peaks.values()) if sampler else []
     return {"seconds": seconds, "docs": len(texts), "chars": chars, "main_rss_mb": own_peak_rss_mb(), "worker_rss_mb": workers}
 
 
-class _nothing:
-    def __enter__(self):
-        return self
+def wait_for_actors_to_exit(timeout: float = 60.0) -> None:
+    """Ray actors outlive their driver by a few seconds: let them go before the next run."""
+    if importlib.util.find_spec("psutil") is None:
+        return
+    import psutil
 
-    def __exit__(self, *exc):
-        return None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(
+        "SpanAnnotator" in " ".join(_cmdline(p)) for p in psutil.process_iter()
+    ):
+        time.sleep(0.5)
 
 
 def table(results: Dict[str, Dict[str, Any]]) -> str:
@@ -219,6 +232,7 @@ def main(argv=None) -> int:
             print(done.stderr, file=sys.stderr)
             return 1
         results[config] = json.loads(done.stdout.strip().splitlines()[-1])
+        wait_for_actors_to_exit()
         print(f"{config}: {results[config]['seconds']:.1f}s", flush=True)
     same = all((work / f"out_{c}.jsonl").read_bytes() == (work / "out_local.jsonl").read_bytes() for c in ("ray1", "ray2"))
     print(f"\nnproc {os.cpu_count()}, one torch thread per process; Ray outputs identical to local: {'yes' if same else 'NO'}\n")

@@ -75,7 +75,6 @@ def describe_job(args: argparse.Namespace, files: Sequence[Path], nlp) -> Dict[s
             "id_key": args.id_key,
             "keep_text": args.keep_text,
             "output_format": args.output_format,
-            "shard_size": args.shard_size,
         },
     }
 

@@ -3,6 +3,7 @@
 Both engines turn an ordered stream of input records into an ordered stream of
 :class:`Annotated` records, with the bad records passed through in their places.
 """
+import json
 import logging
 import os
 import warnings
@@ -13,7 +14,7 @@ from typing import Any, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optio
 import spacy
 from spacy.language import Language
 
-from .io import BadRecord, InputRecord, Item, Position, parse_lines, parse_parquet
+from .io import BadRecord, Item, Position, parse_lines, parse_parquet
 from .records import doc_to_record, spans_key
 
 RAY_MISSING = 'the ray engine needs Ray Data: pip install "spacy-globalpointer[ray]"'
@@ -121,8 +122,6 @@ def import_ray():
 
 def _parse_file_row(row: Dict[str, Any], *, indices: Dict[str, int], sources: Dict[str, str], text_key: str, id_key: Optional[str], after: Optional[Position]) -> Iterator[Dict[str, Any]]:
     """Ray ``flat_map``: one input file's bytes → one row per record (bad ones flagged in ``error``)."""
-    import json
-
     index = indices[row["path"]]
     after_line = after[1] if after is not None and after[0] == index else 0
     parse = parse_parquet if sources[row["path"]].endswith(".parquet") else parse_lines
@@ -164,11 +163,23 @@ def annotate_ray(
     Actors killed mid-batch are restarted and their batch retried (``max_retries`` times each),
     so each record comes back once. Joins the cluster at ``address``, or starts a local one.
     """
-    import json
-
     ray = import_ray()
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield from _run_ray_job(
+            ray, model, files, text_key=text_key, id_key=id_key, after=after, batch_size=batch_size,
+            num_workers=num_workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+            max_retries=max_retries,
+        )
+    finally:
+        if started:  # stop the actors (and a local Ray) now, not when they notice the driver is gone
+            ray.shutdown()
+
+
+def _run_ray_job(ray, model: str, files: Sequence[Path], *, text_key: str, id_key: Optional[str], after: Optional[Position],
+                 batch_size: int, num_workers: int, cpus_per_worker: float, gpus_per_worker: float, max_retries: int) -> Iterator[Output]:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
