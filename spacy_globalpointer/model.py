@@ -23,8 +23,7 @@ from .head import HEADS
 
 PaddedBatch = Tuple[Floats3d, Ints1d]
 
-# The process whose torch thread pool the head runs on: see ``use_one_thread_if_forked``.
-_torch_pid = os.getpid()
+_fork_hook_registered = False
 
 
 @registry.architectures("spacy-globalpointer.EfficientGlobalPointer.v1")
@@ -135,6 +134,7 @@ def build_torch_head(model: Model) -> None:
         options["initial_probability"] = model.attrs["initial_probability"]
     module = HEADS[model.attrs["variant"]](model.get_dim("nI"), model.get_dim("nO"), **options)
     mixed_precision, scaler_config = precision_settings(model)
+    use_one_thread_in_forked_children()
     model.layers.append(
         PyTorchWrapper_v2(
             module,
@@ -145,18 +145,19 @@ def build_torch_head(model: Model) -> None:
     )
 
 
-def use_one_thread_if_forked() -> None:
-    """Run torch on one thread in a forked child, before its first torch op of the head.
+def use_one_thread_in_forked_children() -> None:
+    """From now on, run torch on one thread in every child this process forks.
 
     A forked child (``nlp.pipe(n_process=...)``) inherits the parent's OpenMP thread
-    pool in a dead state and hangs on its first parallel torch op. The workers are
-    the parallelism, so each runs torch on one thread. Only processes that run the
-    head are affected.
+    pool in a dead state and hangs on its first parallel torch op, which may come
+    from an upstream component (a transformer) before this head runs. The workers
+    are the parallelism, so each runs torch on one thread. Registered when a head
+    is built, not on import: only processes that use the component are affected.
     """
-    global _torch_pid
-    if os.getpid() != _torch_pid:
-        torch.set_num_threads(1)
-        _torch_pid = os.getpid()
+    global _fork_hook_registered
+    if not _fork_hook_registered:
+        os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
+        _fork_hook_registered = True
 
 
 def precision_settings(model: Model) -> Tuple[bool, Dict[str, Any]]:
@@ -183,7 +184,6 @@ def head_forward(
 ) -> Tuple[List[Floats3d], Callable]:
     if not X:
         return [], lambda d_logits: []
-    use_one_thread_if_forked()
     torch_head = model.layers[0]
     lengths = [len(x) for x in X]
     padded = pad_tokens(model, X)
