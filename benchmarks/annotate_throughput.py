@@ -61,7 +61,7 @@ def build_model(raw_dir: Path, path: Path, steps: int) -> Path:
     import spacy
     from spacy.training import Example
 
-    from spacy_globalpointer.converters import ConversionReport, iter_docs
+    from spacy_globalpointer.readers import ConversionReport, iter_docs
 
     config = spacy.util.load_config(REPO / "project" / "configs" / "cpu.cfg", interpolate=True)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
