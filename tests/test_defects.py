@@ -13,24 +13,9 @@ from spacy_globalpointer import fit_thresholds
 from spacy_globalpointer.thresholds import fit_pipeline_thresholds
 
 from nested_data import FLAT, NESTED, SMALL_TOK2VEC, make_examples
+from util import build_nlp, train, transformer_nlp
 
 NAME = "globalpointer_spans"
-
-
-def build_nlp(**settings):
-    nlp = spacy.blank("zh")
-    model = {"@architectures": "spacy-globalpointer.EfficientGlobalPointer.v1", "head_size": 16, "tok2vec": SMALL_TOK2VEC}
-    nlp.add_pipe(NAME, config={"model": model, **settings})
-    return nlp
-
-
-def train(nlp, examples, steps: int = 20, seed: int = 0):
-    fix_random_seed(seed)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 0.005
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer, drop=0.0)
-    return nlp
 
 
 def head_weights(nlp):
@@ -46,7 +31,7 @@ def test_second_initialize_starts_the_head_over():
     fresh = build_nlp()
     fix_random_seed(1)
     fresh.initialize(lambda: examples)
-    nlp = train(build_nlp(), examples)
+    nlp = train(build_nlp(), examples, 20)
     trained = head_weights(nlp)
     fix_random_seed(1)
     nlp.initialize(lambda: examples)
@@ -302,49 +287,13 @@ def test_fit_thresholds_does_not_overwrite_its_input_unless_asked(saved_model, h
 
 # ----------------------------------------------------------------------------- 6. listener input width
 
-TRANSFORMER_CONFIG = """
-[nlp]
-lang = "zh"
-pipeline = ["transformer", "globalpointer_spans"]
-
-[components]
-
-[components.transformer]
-factory = "transformer"
-
-[components.transformer.model]
-@architectures = "spacy-transformers.TransformerModel.v3"
-name = "{bert_dir}"
-tokenizer_config = {{"use_fast": true}}
-
-[components.transformer.model.get_spans]
-@span_getters = "spacy-transformers.strided_spans.v1"
-window = 64
-stride = 48
-
-[components.globalpointer_spans]
-factory = "globalpointer_spans"
-
-[components.globalpointer_spans.model]
-@architectures = "spacy-globalpointer.EfficientGlobalPointer.v1"
-head_size = 16
-
-[components.globalpointer_spans.model.tok2vec]
-@architectures = "spacy-transformers.TransformerListener.v1"
-grad_factor = 1.0
-pooling = {{"@layers": "reduce_mean.v1"}}
-upstream = "*"
-"""
-
-
 def test_empty_first_training_doc_behind_a_listener(tmp_path):
     pytest.importorskip("spacy_transformers")
     from tiny_bert import write_tiny_bert
 
     bert_dir = write_tiny_bert(tmp_path / "bert", [text for text, _ in NESTED], hidden_size=32, seed=0)
-    config = Config().from_str(TRANSFORMER_CONFIG.format(bert_dir=Path(bert_dir).as_posix()))
     fix_random_seed(0)
-    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    nlp = transformer_nlp(Path(bert_dir))
     examples = make_examples(nlp, [("", [])] + NESTED)
     optimizer = nlp.initialize(lambda: examples)
     assert nlp.get_pipe(NAME).model.get_ref("head").get_dim("nI") == 32

@@ -8,63 +8,9 @@ from typing import List, Tuple
 import pytest
 import spacy
 from reader_helpers import write
+from util import tiny_cnn_train_config
 
 from spacy_globalpointer.convert import main as convert_main
-
-PARTIAL_CONFIG = """
-[paths]
-train = null
-dev = null
-
-[nlp]
-lang = "{lang}"
-pipeline = ["globalpointer_spans"]
-batch_size = 8
-
-[components]
-
-[components.globalpointer_spans]
-factory = "globalpointer_spans"
-
-[components.globalpointer_spans.model]
-@architectures = "spacy-globalpointer.EfficientGlobalPointer.v1"
-head_size = 16
-
-[components.globalpointer_spans.model.tok2vec]
-@architectures = "spacy.HashEmbedCNN.v2"
-pretrained_vectors = null
-width = 64
-depth = 2
-embed_size = 500
-window_size = 1
-maxout_pieces = 3
-subword_features = true
-
-[corpora]
-
-[corpora.train]
-@readers = "spacy.Corpus.v1"
-path = ${{paths.train}}
-
-[corpora.dev]
-@readers = "spacy.Corpus.v1"
-path = ${{paths.dev}}
-
-[training]
-seed = 0
-dropout = 0.0
-max_steps = 80
-eval_frequency = 40
-patience = 0
-
-[training.optimizer]
-@optimizers = "Adam.v1"
-learn_rate = 0.005
-
-[training.batcher]
-@batchers = "spacy.batch_by_sequence.v1"
-size = 8
-"""
 
 Gold = List[Tuple[str, str]]  # (span text, label)
 
@@ -123,7 +69,7 @@ def spacy_cli(*args: str, cwd: Path) -> None:
 
 
 def train_and_load(tmp_path: Path, lang: str) -> spacy.language.Language:
-    (tmp_path / "partial.cfg").write_text(PARTIAL_CONFIG.format(lang=lang), encoding="utf8")
+    (tmp_path / "partial.cfg").write_text(tiny_cnn_train_config(lang, eval_frequency=40), encoding="utf8")
     spacy_cli("init", "fill-config", "partial.cfg", "config.cfg", cwd=tmp_path)
     spacy_cli("train", "config.cfg", "--output", "out", "--paths.train", "train.spacy",
               "--paths.dev", "train.spacy", cwd=tmp_path)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import spacy
-import torch
 from spacy.cli.init_config import fill_config
 from spacy.cli.train import train
 from spacy.tokens import DocBin
@@ -21,13 +20,7 @@ INI_BLOCKS = [code for language, code in BLOCKS if language == "ini"]
 HUB_MODEL = re.compile(r'^name = "[^"]*"$', flags=re.M)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """Tiny models: one thread is faster, and much faster on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def test_readme_has_the_blocks_tested_here():

@@ -172,3 +172,64 @@ def transformer_nlp(
         spans_key=spans_key,
     )
     return spacy.util.load_model_from_config(Config().from_str(text), auto_fill=True, validate=True)
+
+
+TINY_CNN_TRAIN_CONFIG = """
+[paths]
+train = null
+dev = null
+
+[nlp]
+lang = "{lang}"
+pipeline = ["globalpointer_spans"]
+batch_size = 8
+
+[components]
+
+[components.globalpointer_spans]
+factory = "globalpointer_spans"
+
+[components.globalpointer_spans.model]
+@architectures = "spacy-globalpointer.EfficientGlobalPointer.v1"
+head_size = 16
+
+[components.globalpointer_spans.model.tok2vec]
+@architectures = "spacy.HashEmbedCNN.v2"
+pretrained_vectors = null
+width = 64
+depth = 2
+embed_size = 500
+window_size = 1
+maxout_pieces = 3
+subword_features = true
+
+[corpora]
+
+[corpora.train]
+@readers = "spacy.Corpus.v1"
+path = ${{paths.train}}
+
+[corpora.dev]
+@readers = "spacy.Corpus.v1"
+path = ${{paths.dev}}
+
+[training]
+seed = 0
+dropout = 0.0
+max_steps = 80
+eval_frequency = {eval_frequency}
+patience = 0
+
+[training.optimizer]
+@optimizers = "Adam.v1"
+learn_rate = 0.005
+
+[training.batcher]
+@batchers = "spacy.batch_by_sequence.v1"
+size = 8
+"""
+
+
+def tiny_cnn_train_config(lang: str = "zh", eval_frequency: int = 20) -> str:
+    """A partial ``spacy train`` config: the component over a small CNN, 80 steps, corpora from ``paths``."""
+    return TINY_CNN_TRAIN_CONFIG.format(lang=lang, eval_frequency=eval_frequency)
