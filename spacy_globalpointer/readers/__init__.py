@@ -4,6 +4,7 @@ One module per format family (``chinese``, ``jsonl_tools``, ``brat``, ``conll``)
 record types, the report and the streaming input helpers, ``docs`` the records -> Docs step.
 """
 from collections import Counter
+from functools import lru_cache
 from itertools import islice
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
@@ -42,8 +43,13 @@ FORMATS: Dict[str, Reader] = {
 
 def make_nlp(lang: str = "zh", tokenizer: Optional[str] = None) -> Language:
     """The pipeline whose tokenizer splits the texts: ``tokenizer`` (a package or path) if given,
-    else ``spacy.blank(lang)``. Only the tokenizer is used."""
-    return spacy.load(tokenizer) if tokenizer is not None else spacy.blank(lang)
+    else ``spacy.blank(lang)`` (built once per language). Only the tokenizer is used."""
+    return spacy.load(tokenizer) if tokenizer is not None else _blank(lang)
+
+
+@lru_cache(maxsize=None)
+def _blank(lang: str) -> Language:
+    return spacy.blank(lang)
 
 
 def read_records(
