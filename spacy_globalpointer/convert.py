@@ -31,7 +31,8 @@ from .readers.options import LS_ANNOTATION_CHOICES, LS_SOURCES, SCHEMES
 PROGRESS_EVERY = 10_000
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """argparse type: an integer of at least 1."""
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
@@ -60,7 +61,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("input", type=Path, help="input file (a folder of .txt/.ann pairs for brat)")
     parser.add_argument("output", type=Path, help="output .spacy file (parent folders are created)")
     parser.add_argument("--spans-key", default="sc", help="doc.spans key for the entities (default: sc)")
-    parser.add_argument("--limit", type=_positive_int, help="convert only the first N records")
+    parser.add_argument("--limit", type=positive_int, help="convert only the first N records")
     parser.add_argument("--report", type=Path, help="also write the conversion report as JSON here")
     tokens = parser.add_mutually_exclusive_group()
     tokens.add_argument("--lang", default="zh", help="tokenize with spacy.blank(LANG) (default: zh)")
@@ -76,7 +77,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "train.spacy -> train.dev.spacy",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the dev split (default: 0)")
-    parser.add_argument("--progress-every", type=_positive_int, default=PROGRESS_EVERY,
+    parser.add_argument("--progress-every", type=positive_int, default=PROGRESS_EVERY,
                         help=f"report progress on stderr every N records (default: {PROGRESS_EVERY})")
     parser.add_argument("--text-key", default="text", help="label_studio: the data field with the text")
     parser.add_argument("--ls-annotation", choices=LS_ANNOTATION_CHOICES, default="last",
@@ -84,7 +85,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--ls-source", choices=LS_SOURCES, default="annotations",
                         help="label_studio: read human annotations or model predictions")
     parser.add_argument("--scheme", choices=SCHEMES, default="auto", help="conll: tag scheme (default: auto)")
-    parser.add_argument("--tag-columns", type=_positive_int,
+    parser.add_argument("--tag-columns", type=positive_int,
                         help="conll: number of trailing tag columns, one per nesting layer "
                         "(default: every column after the token)")
     return parser.parse_args(argv)

@@ -11,17 +11,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import spacy
 
+from ..convert import positive_int
 from .engines import RAY_MISSING, Annotated, Output, annotate_local, annotate_ray, import_ray
 from .io import OUTPUT_SUFFIXES, InputError, count_records, errors_path, expand_inputs, import_pyarrow, read_items
 from .records import OUTPUT_FORMATS, format_record, model_version, spans_key
 from .shards import JobMismatch, ShardStore
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
 
 
 def _non_negative_float(value: str) -> float:
@@ -45,13 +39,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--keep-text", action="store_true", help="also write each record's text")
     parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="records", help="records (default) or label_studio tasks with predictions")
     parser.add_argument("--engine", choices=("local", "ray"), default="local", help="local: nlp.pipe (default); ray: a Ray Data job")
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="docs per nlp.pipe / actor batch (default: 64)")
-    parser.add_argument("--n-process", type=_positive_int, default=1, help="local engine: nlp.pipe processes (default: 1)")
-    parser.add_argument("--shard-size", type=_positive_int, default=10000, help="records per output shard, the unit of resuming (default: 10000)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="docs per nlp.pipe / actor batch (default: 64)")
+    parser.add_argument("--n-process", type=positive_int, default=1, help="local engine: nlp.pipe processes (default: 1)")
+    parser.add_argument("--shard-size", type=positive_int, default=10000, help="records per output shard, the unit of resuming (default: 10000)")
     parser.add_argument("--overwrite", action="store_true", help="start again, discarding an existing OUTPUT and its shards")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 if any input record is bad")
     ray_options = parser.add_argument_group("ray engine")
-    ray_options.add_argument("--num-workers", type=_positive_int, default=1, help="actors, each with its own pipeline (default: 1)")
+    ray_options.add_argument("--num-workers", type=positive_int, default=1, help="actors, each with its own pipeline (default: 1)")
     ray_options.add_argument("--cpus-per-worker", type=_non_negative_float, default=1.0, help="CPUs per actor (default: 1)")
     ray_options.add_argument("--gpus-per-worker", type=_non_negative_float, default=0.0, help="GPUs per actor (default: 0)")
     ray_options.add_argument("--address", help="Ray cluster to join, e.g. auto or ray://head:10001 (default: start a local one)")
