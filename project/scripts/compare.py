@@ -1,6 +1,7 @@
 """Accuracy side by side: GlobalPointer (Efficient, original) against spaCy's spancat and ner.
 
-    python scripts/compare.py {people_daily,cluener,cmeee,all} --raw-dir DIR [--max-steps 1500] [--output metrics/compare]
+    python scripts/compare.py {people_daily,cluener,cmeee,all} --raw-dir DIR [--max-steps 1500] [--seeds 0 1 2]
+        [--output metrics/compare]
 
 For each dataset:
 
@@ -9,7 +10,7 @@ For each dataset:
    first docs are spaCy's periodic evaluation during training and the whole slice is where per-label
    thresholds are fitted. The reported split (People's Daily: test; CLUENER, CMeEE: dev, their test
    files are unlabelled) is used for nothing else.
-2. train one pipeline per component from the configs in ``--configs`` (``PREFIX.cfg``,
+2. train one pipeline per component and seed (``--seeds``) from the configs in ``--configs`` (``PREFIX.cfg``,
    ``PREFIX_original.cfg``, ``PREFIX_spancat.cfg``, ``PREFIX_ner.cfg``; default prefix ``cpu``). The
    four files share the encoder, batcher, optimizer and schedule; this script only overrides paths,
    seed and ``max_steps``, and the spancat suggester's ``max_size`` (the 99th percentile of the
@@ -20,7 +21,8 @@ For each dataset:
    ALL gold spans, nested ones included), ``ents`` against the gold flattened longest-first.
 4. fit per-label thresholds for the Efficient model on the held-out slice
    (``spacy_globalpointer.fit_thresholds``) and evaluate again (row ``gp_efficient+thr``).
-5. write ``OUTPUT/DATASET.json`` and ``OUTPUT/results.md``.
+5. write ``OUTPUT/DATASET.json`` (every run) and ``OUTPUT/results.md`` (with several seeds: the mean
+   and the sample standard deviation over seeds of each figure).
 
 Head parameters are the weights of the component's own model, everything but the shared
 ``tok2vec``: the GlobalPointer torch head; spancat's reducer + scorer; ner's lower (with its input
@@ -205,7 +207,7 @@ def run_timed(cmd: List[str], log_path: Path) -> Dict[str, float]:
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
-def training_config(kind: str, args: argparse.Namespace, data: Dict[str, Any], work: Path) -> Path:
+def training_config(kind: str, seed: int, args: argparse.Namespace, data: Dict[str, Any], work: Path) -> Path:
     """The component's config file with this run's overrides, saved where the run can be repeated."""
     source = Path(args.configs) / f"{args.config_prefix}{CONFIG_SUFFIX[kind]}.cfg"
     if not source.is_file():
@@ -215,17 +217,50 @@ def training_config(kind: str, args: argparse.Namespace, data: Dict[str, Any], w
         "paths.train": train,
         # spaCy's own evaluation only feeds the log (no model selection: model-last is reported)
         "paths.dev": data["paths"]["train_log_dev"],
-        "system.seed": args.seed,
+        "system.seed": seed,
         "training.max_steps": args.max_steps,
         "training.eval_frequency": args.max_steps,
     }
     if kind == "spancat":
         overrides["components.spancat.suggester.max_size"] = data["train_length_p99"]
     config = load_config(source, overrides=overrides, interpolate=False)
-    path = work / "configs" / f"{kind}.cfg"
+    path = work / "configs" / f"{kind}_seed{seed}.cfg"
     path.parent.mkdir(parents=True, exist_ok=True)
     config.to_disk(path)
     return path
+
+
+def train_and_evaluate(
+    kind: str, seed: int, args: argparse.Namespace, data: Dict[str, Any], work: Path
+) -> Dict[str, Dict[str, Any]]:
+    """Train one component with one seed, evaluate it (and, for Efficient, its fitted thresholds)."""
+    config_path = training_config(kind, seed, args, data, work)
+    run_dir = work / "runs" / f"{kind}_seed{seed}"
+    cmd = [sys.executable, "-m", "spacy", "train", str(config_path), "--output", str(run_dir),
+           "--gpu-id", str(args.gpu_id)]
+    label = f"{work.name}/{kind} seed {seed}"
+    print(f"== {label}: training ({args.max_steps} steps)", flush=True)
+    timing = run_timed(cmd, work / f"train_{kind}_seed{seed}.log")
+    model_dir = run_dir / "model-last"
+    print(f"== {label}: trained in {timing['wall_s']:.0f}s wall, {timing['cpu_s']:.0f}s CPU; "
+          f"evaluating on {data['eval_split']}", flush=True)
+    row = evaluate(model_dir, data["paths"]["eval"])
+    row.update({"seed": seed, "train": timing, "head_params": head_parameters(model_dir, kind),
+                "config": str(config_path)})
+    rows = {kind: row}
+    print(f"   spans F {100 * row['spans']['f']:.2f}", flush=True)
+    if kind == "gp_efficient" and not args.no_thresholds:
+        thr_dir = run_dir / "model-thresholds"
+        report = work / f"thresholds_seed{seed}.json"
+        fit = run_timed([sys.executable, "-m", "spacy_globalpointer.fit_thresholds", str(model_dir),
+                         data["paths"]["heldout"], "--output", str(thr_dir), "--report", str(report)],
+                        work / f"fit_thresholds_seed{seed}.log")
+        thr_row = evaluate(thr_dir, data["paths"]["eval"])
+        thr_row.update({"seed": seed, "train": timing, "fit_s": fit["wall_s"], "head_params": row["head_params"],
+                        "label_thresholds": json.loads(report.read_text("utf-8"))["thresholds"]})
+        rows["gp_efficient+thr"] = thr_row
+        print(f"   + fitted thresholds: spans F {100 * thr_row['spans']['f']:.2f}", flush=True)
+    return rows
 
 
 def run_dataset(dataset: str, args: argparse.Namespace) -> Dict[str, Any]:
@@ -238,7 +273,7 @@ def run_dataset(dataset: str, args: argparse.Namespace) -> Dict[str, Any]:
     gp_config = load_config(Path(args.configs) / f"{args.config_prefix}.cfg", interpolate=False)
     gp_max_length = gp_config["components"]["globalpointer_spans"]["max_length"] or sys.maxsize
     result: Dict[str, Any] = {
-        "dataset": dataset, "config_prefix": args.config_prefix, "max_steps": args.max_steps,
+        "dataset": dataset, "config_prefix": args.config_prefix, "max_steps": args.max_steps, "seeds": args.seeds,
         "spancat_max_size": data["train_length_p99"],
         "spancat_recall_ceiling": recall_ceiling(eval_docs, data["train_length_p99"]),
         "gp_recall_ceiling": recall_ceiling(eval_docs, gp_max_length),
@@ -246,63 +281,53 @@ def run_dataset(dataset: str, args: argparse.Namespace) -> Dict[str, Any]:
         "data": {k: v for k, v in data.items() if k != "conversion"}, "conversion": data["conversion"],
         "rows": {},
     }
-    for kind in args.components:
-        config_path = training_config(kind, args, data, work)
-        run_dir = work / "runs" / kind
-        cmd = [sys.executable, "-m", "spacy", "train", str(config_path), "--output", str(run_dir),
-               "--gpu-id", str(args.gpu_id)]
-        print(f"== {dataset}/{kind}: training ({args.max_steps} steps)", flush=True)
-        timing = run_timed(cmd, work / f"train_{kind}.log")
-        model_dir = run_dir / "model-last"
-        print(f"== {dataset}/{kind}: trained in {timing['wall_s']:.0f}s wall, {timing['cpu_s']:.0f}s CPU; "
-              f"evaluating on {data['eval_split']}", flush=True)
-        row = evaluate(model_dir, data["paths"]["eval"])
-        row.update({"train": timing, "head_params": head_parameters(model_dir, kind), "config": str(config_path)})
-        result["rows"][kind] = row
-        print(f"   spans F {100 * row['spans']['f']:.2f}", flush=True)
-        if kind == "gp_efficient" and not args.no_thresholds:
-            thr_dir = run_dir / "model-thresholds"
-            report = work / "thresholds.json"
-            fit = run_timed([sys.executable, "-m", "spacy_globalpointer.fit_thresholds", str(model_dir),
-                             data["paths"]["heldout"], "--output", str(thr_dir), "--report", str(report)],
-                            work / "fit_thresholds.log")
-            thr_row = evaluate(thr_dir, data["paths"]["eval"])
-            thr_row.update({"train": timing, "fit_s": fit["wall_s"], "head_params": row["head_params"],
-                            "label_thresholds": json.loads(report.read_text("utf-8"))["thresholds"]})
-            result["rows"]["gp_efficient+thr"] = thr_row
-            print(f"   + fitted thresholds: spans F {100 * thr_row['spans']['f']:.2f}", flush=True)
+    for seed in args.seeds:
+        for kind in args.components:
+            for name, row in train_and_evaluate(kind, seed, args, data, work).items():
+                result["rows"].setdefault(name, []).append(row)
     (out / f"{dataset}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", "utf-8")
     return result
 
 
+def mean_sd(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
+    """``mean`` of one value, ``mean ± sd`` (sample standard deviation) of several."""
+    values = [scale * v for v in values]
+    mean = f"{numpy.mean(values):,.{digits}f}"
+    return mean if len(values) == 1 else f"{mean} ± {numpy.std(values, ddof=1):,.{digits}f}"
+
+
 def table(results: Iterable[Dict[str, Any]]) -> str:
     lines = [
-        "| dataset (split) | component | steps | spans P | spans R | spans F | ents F | head params | train wall s "
-        "| train CPU s | F / Efficient F | head params / Efficient |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| dataset (split) | component | steps | seeds | spans P | spans R | spans F | ents F | head params "
+        "| train wall s | train CPU s | F / Efficient F | head params / Efficient |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for res in results:
         rows = res["rows"]
         ref = rows.get("gp_efficient")
+        ref_f = numpy.mean([run["spans"]["f"] for run in ref]) if ref else 0.0
         for kind in NAMES:
             if kind not in rows:
                 continue
-            row = rows[kind]
-            s = row["spans"]
-            ents = f"{100 * row['ents']['f']:.2f}" if "ents" in row else "–"
-            params = row["head_params"]["total"]
-            ratio = f"{s['f'] / ref['spans']['f']:.3f}" if ref and ref["spans"]["f"] else "–"
-            param_ratio = f"{params / ref['head_params']['total']:.2f}" if ref else "–"
+            runs = rows[kind]
+            f = [run["spans"]["f"] for run in runs]
+            ents = mean_sd([run["ents"]["f"] for run in runs], 100) if all("ents" in run for run in runs) else "–"
+            params = runs[0]["head_params"]["total"]
+            ratio = f"{numpy.mean(f) / ref_f:.3f}" if ref_f else "–"
+            param_ratio = f"{params / ref[0]['head_params']['total']:.2f}" if ref else "–"
             name = NAMES[kind]
             if kind == "spancat":
                 name += f" (ngram 1-{res['spancat_max_size']}, ceiling {100 * res['spancat_recall_ceiling']:.1f}%)"
             if kind == "ner":
                 name += f" (flat, ceiling {100 * res['ner_recall_ceiling']:.1f}%)"
-            wall = f"{row['train']['wall_s']:.0f}" + (f" (+{row['fit_s']:.0f} fit)" if "fit_s" in row else "")
+            wall = mean_sd([run["train"]["wall_s"] for run in runs], digits=0)
+            if "fit_s" in runs[0]:
+                wall += f" (+{numpy.mean([run['fit_s'] for run in runs]):.0f} fit)"
             lines.append(
-                f"| {res['dataset']} ({res['data']['eval_split']}) | {name} | {res['max_steps']:,} "
-                f"| {100 * s['p']:.2f} | {100 * s['r']:.2f} | {100 * s['f']:.2f} | {ents} | {params:,} "
-                f"| {wall} | {row['train']['cpu_s']:.0f} | {ratio} | {param_ratio} |"
+                f"| {res['dataset']} ({res['data']['eval_split']}) | {name} | {res['max_steps']:,} | {len(runs)} "
+                f"| {mean_sd([run['spans']['p'] for run in runs], 100)} "
+                f"| {mean_sd([run['spans']['r'] for run in runs], 100)} | {mean_sd(f, 100)} | {ents} | {params:,} "
+                f"| {wall} | {mean_sd([run['train']['cpu_s'] for run in runs], digits=0)} | {ratio} | {param_ratio} |"
             )
     return "\n".join(lines)
 
@@ -315,7 +340,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--configs", default="configs", help="folder of the training configs")
     parser.add_argument("--config-prefix", default="cpu", help="PREFIX of PREFIX{,_original,_spancat,_ner}.cfg")
     parser.add_argument("--gpu-id", type=int, default=-1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="train every component once per seed")
     parser.add_argument("--max-steps", type=int, default=1500)
     parser.add_argument("--limit", type=int, default=0, help="convert only the first N records per file (0: all)")
     parser.add_argument("--heldout-fraction", type=float, default=0.05)

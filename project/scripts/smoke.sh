@@ -43,22 +43,27 @@ expected_labels = {"people_daily": 3, "cluener": 10, "cmeee": 9}
 for name in expected_labels:
     report = json.loads(Path(f"corpus/{name}/report.json").read_text("utf-8"))
     assert set(report["splits"]) == {"train", "dev", "test"}, (name, list(report["splits"]))
-    for split in ("train", "dev", "test"):
+    for split in ("train", "dev", "test", "heldout"):
         assert Path(f"corpus/{name}/{split}.spacy").is_file(), (name, split)
+    assert report["settings"]["heldout"]["heldout_docs"] >= 1, (name, report["settings"])
     assert Path(f"training/{name}/model-best/config.cfg").is_file(), name
-    scores = json.loads(Path(f"metrics/{name}.json").read_text("utf-8"))
-    for key in ("spans_sc_p", "spans_sc_r", "spans_sc_f", "ents_f"):
-        assert key in scores, (name, key, sorted(scores))
-    for step in ("convert", "train", "evaluate"):
+    assert Path(f"training/{name}/model-fitted/config.cfg").is_file(), name
+    fitted = json.loads(Path(f"metrics/thresholds/{name}.json").read_text("utf-8"))
+    assert len(fitted["thresholds"]) == expected_labels[name], (name, fitted["thresholds"])
+    for metrics in (name, f"{name}_fitted"):
+        scores = json.loads(Path(f"metrics/{metrics}.json").read_text("utf-8"))
+        for key in ("spans_sc_p", "spans_sc_r", "spans_sc_f", "ents_f"):
+            assert key in scores, (metrics, key, sorted(scores))
+    for step in ("convert", "train", "evaluate", "fit", "fitted_evaluate"):
         assert Path(f"metrics/timings/{name}_{step}.json").is_file(), (name, step)
 summary = Path("metrics/summary.md").read_text("utf-8")
 for title in ("People's Daily", "CLUENER", "CMeEE"):
-    assert title in summary, title
+    assert f"| {title} |" in summary and "| fitted |" in summary, title
 print("smoke: outputs OK")
 PY
 
 "$PYTHON" -m weasel run compare . \
-    --vars.raw_dir "$RAW_DIR" --vars.limit "$LIMIT" --vars.compare_max_steps 2
+    --vars.raw_dir "$RAW_DIR" --vars.limit "$LIMIT" --vars.compare_max_steps 2 --vars.compare_seeds 0
 "$PYTHON" - <<'PY'
 import json
 from pathlib import Path
@@ -67,7 +72,9 @@ table = Path("metrics/compare/results.md").read_text("utf-8")
 for name in ("people_daily", "cluener", "cmeee"):
     rows = json.loads(Path(f"metrics/compare/{name}.json").read_text("utf-8"))["rows"]
     assert set(rows) == {"gp_efficient", "gp_efficient+thr", "gp_original", "spancat", "ner"}, (name, sorted(rows))
-    for kind, row in rows.items():
+    for kind, runs in rows.items():
+        assert [run["seed"] for run in runs] == [0], (name, kind)
+        row = runs[0]
         assert 0.0 <= row["spans"]["f"] <= 1.0 and row["spans"]["gold"] > 0, (name, kind, row["spans"])
         assert row["head_params"]["total"] > 0, (name, kind)
     assert table.count(f"| {name} (") == len(rows), (name, table)

@@ -2,10 +2,11 @@
 
     python scripts/summarize.py METRICS_DIR OUTPUT.md [--spans-key sc]
 
-One row per metrics file: spans P/R/F, ents F, the wall time of training (from
-``METRICS_DIR/timings/<name>_train.json``, written by ``scripts/timed.py``) and the F1 that the
-Efficient GlobalPointer paper reports for BERT-base on the same split. A second table lists the
-wall time of every timed step.
+One row per metrics file: spans P/R/F, ents F, the thresholds (``0.5``, or ``fitted`` for
+``<name>_fitted.json``: per-label thresholds fitted on the held-out slice of train), the wall time
+of training (from ``METRICS_DIR/timings/<name>_train.json``, written by ``scripts/timed.py``) and the
+F1 that the Efficient GlobalPointer paper reports for BERT-base on the same split. A second table
+lists the wall time of every timed step.
 """
 import argparse
 import json
@@ -25,7 +26,13 @@ DATASETS = {
               "paper": {"Efficient GP": 65.16, "GP": 64.84, "CRF": 63.81}},
 }
 ORDER = list(DATASETS)
-STEPS = ("prepare", "convert", "train", "evaluate")
+STEPS = ("prepare", "convert", "train", "evaluate", "fit")
+FITTED = "_fitted"
+
+
+def run_name(name: str) -> str:
+    """``cluener_e5_fitted`` -> ``cluener_e5``: the training run a metrics file evaluates."""
+    return name[: -len(FITTED)] if name.endswith(FITTED) else name
 
 
 def base_dataset(name: str) -> Optional[str]:
@@ -65,8 +72,10 @@ def step_sort_key(path: Path):
 
 
 def sort_key(name: str):
-    base = base_dataset(name)
-    return (ORDER.index(base) if base in ORDER else len(ORDER), name)
+    """By dataset, then run, the 0.5-threshold row before the fitted one."""
+    run = run_name(name)
+    base = base_dataset(run)
+    return (ORDER.index(base) if base in ORDER else len(ORDER), run, name != run)
 
 
 def summarize(metrics_dir: Path, spans_key: str = "sc") -> str:
@@ -75,20 +84,22 @@ def summarize(metrics_dir: Path, spans_key: str = "sc") -> str:
         (p.stem for p in metrics_dir.glob("*.json")), key=sort_key
     )
     lines = [
-        "| dataset | eval split | config | spans P | spans R | spans F | ents F | train wall time "
+        "| dataset | eval split | config | thresholds | spans P | spans R | spans F | ents F | train wall time "
         "| paper F1, BERT + Efficient GP | paper F1, BERT + GP |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     notes = []
     for name in names:
         scores = read_json(metrics_dir / f"{name}.json") or {}
-        base = base_dataset(name)
-        info = DATASETS.get(base, {"title": name, "split": "?", "paper": {}})
-        title = info["title"] + ("" if name == base else f" ({name[len(base) + 1:]})" if base else "")
-        timing = read_json(timings_dir / f"{name}_train.json")
+        run = run_name(name)
+        base = base_dataset(run)
+        info = DATASETS.get(base, {"title": run, "split": "?", "paper": {}})
+        title = info["title"] + ("" if run == base else f" ({run[len(base) + 1:]})" if base else "")
+        timing = read_json(timings_dir / f"{run}_train.json")
         paper = info["paper"]
+        thresholds = "fitted" if name != run else "0.5"
         lines.append(
-            f"| {title} | {info['split']} | {config_name(timing)} "
+            f"| {title} | {info['split']} | {config_name(timing)} | {thresholds} "
             f"| {pct(scores.get(f'spans_{spans_key}_p'))} | {pct(scores.get(f'spans_{spans_key}_r'))} "
             f"| {pct(scores.get(f'spans_{spans_key}_f'))} | {pct(scores.get('ents_f'))} "
             f"| {duration((timing or {}).get('seconds'))} "

@@ -1,0 +1,28 @@
+"""Token encoders for CPU configs: context layers that slot into ``spacy.Tok2Vec.v2`` as ``encode``."""
+from typing import List
+
+from spacy.util import registry
+from thinc.api import Model, PyTorchLSTM, residual
+from thinc.types import Floats2d
+
+
+@registry.architectures("spacy-globalpointer.BiLSTMEncoder.v1")
+def build_bilstm_encoder(
+    width: int, depth: int = 1, dropout: float = 0.0, add_input: bool = True
+) -> Model[List[Floats2d], List[Floats2d]]:
+    """A bidirectional LSTM over each doc's token vectors, ``width`` in and out.
+
+    Every output row sees the whole doc, so the start and the end of a long
+    entity, which GlobalPointer pairs, see each other (a window CNN of depth
+    4 and window 1 sees 9 tokens). ``width`` must be even: each direction has
+    ``width / 2`` units. ``dropout`` applies between stacked layers.
+    ``add_input`` adds the input vectors to the output (a residual connection),
+    which keeps the embedding's signal when the LSTM starts from random weights.
+    """
+    if width % 2:
+        raise ValueError(f"BiLSTMEncoder: width must be even (one half per direction), got {width}")
+    lstm = PyTorchLSTM(nO=width, nI=width, bi=True, depth=depth, dropout=dropout)
+    model = residual(lstm) if add_input else lstm
+    if not model.has_dim("nO"):
+        model.set_dim("nO", width)
+    return model
