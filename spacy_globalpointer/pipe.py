@@ -35,14 +35,20 @@ use_rope = true
 initial_probability = 0.01
 
 [model.tok2vec]
-@architectures = "spacy.HashEmbedCNN.v2"
-pretrained_vectors = null
+@architectures = "spacy.Tok2Vec.v2"
+
+[model.tok2vec.embed]
+@architectures = "spacy.MultiHashEmbed.v2"
 width = 96
-depth = 4
-embed_size = 2000
-window_size = 1
-maxout_pieces = 3
-subword_features = true
+attrs = ["NORM","PREFIX","SUFFIX","SHAPE"]
+rows = [5000,1000,2500,2500]
+include_static_vectors = false
+
+[model.tok2vec.encode]
+@architectures = "spacy-globalpointer.WindowBiLSTMEncoder.v1"
+width = 96
+window_depth = 2
+lstm_depth = 1
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 # What a saved pipeline's ``cfg`` contributes on loading; every other setting comes from its config.

@@ -189,8 +189,8 @@ def annotate_long_doc(nlp, tmp_path, max_length: int):
     return out
 
 
-def test_50k_character_document_with_the_cnn_encoder(tmp_path):
-    """The component's default encoder (HashEmbedCNN width 96, depth 4) and head, max_length=64."""
+def test_50k_character_document_with_the_default_encoder(tmp_path):
+    """The component's default encoder (hash embeddings, 2 window layers and a BiLSTM) and head, max_length=64."""
     nlp = train_with_a_longer_doc(build_nlp(tok2vec=None, head_size=64, max_length=64), steps=30)
     annotate_long_doc(nlp, tmp_path, 64)
 

@@ -29,7 +29,7 @@ def test_factory_defaults():
     assert pipe.cfg["learn_rate_scale"] == 1.0
     config = nlp.config["components"]["globalpointer_spans"]
     assert config["model"]["@architectures"] == "spacy-globalpointer.EfficientGlobalPointer.v1"
-    assert config["model"]["tok2vec"]["@architectures"] == "spacy.HashEmbedCNN.v2"
+    assert config["model"]["tok2vec"]["encode"]["@architectures"] == "spacy-globalpointer.WindowBiLSTMEncoder.v1"
     assert config["scorer"]["@scorers"] == "spacy-globalpointer.spans_scorer.v1"
 
 
