@@ -285,7 +285,8 @@ def run_dataset(dataset: str, args: argparse.Namespace) -> Dict[str, Any]:
         for kind in args.components:
             for name, row in train_and_evaluate(kind, seed, args, data, work).items():
                 result["rows"].setdefault(name, []).append(row)
-    (out / f"{dataset}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            # after every run, so that an interrupted comparison keeps what it measured
+            (out / f"{dataset}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", "utf-8")
     return result
 
 
