@@ -6,12 +6,10 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import pytest
 import spacy
 from spacy.tokens import DocBin
 
 PROJECT = Path(__file__).parents[1] / "project"
-DATA = Path(__file__).parents[2] / "shared" / "data"
 
 
 def load_script(name: str) -> ModuleType:

@@ -38,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def count_entities(docs: list, spans_key: str) -> int:
+    return sum(len(doc.spans[spans_key]) for doc in docs if spans_key in doc.spans)
+
+
 def hold_out_end(train_path: Path, heldout_path: Path, fraction: float, most: int, spans_key: str) -> dict:
     """Move the last docs of ``train_path`` to ``heldout_path``; return the doc and entity counts."""
     docs = list(DocBin(store_user_data=True).from_disk(train_path).get_docs(Vocab()))
@@ -47,9 +51,8 @@ def hold_out_end(train_path: Path, heldout_path: Path, fraction: float, most: in
     kept, heldout = docs[:-n_heldout], docs[-n_heldout:]
     DocBin(docs=kept, store_user_data=True).to_disk(train_path)
     DocBin(docs=heldout, store_user_data=True).to_disk(heldout_path)
-    entities = lambda docs: sum(len(doc.spans.get(spans_key, ())) for doc in docs)  # noqa: E731
     return {"fraction": fraction, "train_docs": len(kept), "heldout_docs": len(heldout),
-            "train_entities": entities(kept), "heldout_entities": entities(heldout)}
+            "train_entities": count_entities(kept, spans_key), "heldout_entities": count_entities(heldout, spans_key)}
 
 
 def main(argv=None) -> int:
