@@ -23,10 +23,7 @@ def build_bilstm_encoder(
     if width % 2:
         raise ValueError(f"BiLSTMEncoder: width must be even (one half per direction), got {width}")
     lstm = PyTorchLSTM(nO=width, nI=width, bi=True, depth=depth, dropout=dropout)
-    model = residual(lstm) if add_input else lstm
-    if not model.has_dim("nO"):
-        model.set_dim("nO", width)
-    return model
+    return residual(lstm) if add_input else lstm
 
 
 @registry.architectures("spacy-globalpointer.WindowBiLSTMEncoder.v1")
