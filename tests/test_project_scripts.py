@@ -13,6 +13,9 @@ PROJECT = Path(__file__).parents[1] / "project"
 
 
 def load_script(name: str) -> ModuleType:
+    """A project script as a module, importable as ``python scripts/NAME.py`` sees its neighbours."""
+    if str(PROJECT / "scripts") not in sys.path:
+        sys.path.insert(0, str(PROJECT / "scripts"))
     spec = importlib.util.spec_from_file_location(name, PROJECT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -49,6 +49,8 @@ from spacy.training import Example  # noqa: E402
 from spacy.util import load_config  # noqa: E402
 
 from spacy_globalpointer.readers import convert  # noqa: E402
+
+from convert_corpus import split_end  # noqa: E402  (scripts/, the folder of this script)
 from spacy_globalpointer.scorer import annotated_spans  # noqa: E402
 
 RAW = {
@@ -105,8 +107,7 @@ def prepare_data(dataset: str, args: argparse.Namespace, work: Path) -> Dict[str
     eval_bin, eval_report = convert(fmt, raw / eval_name, SPANS_KEY, args.limit)
     train_docs = list(train_bin.get_docs(nlp.vocab))
     eval_docs = list(eval_bin.get_docs(nlp.vocab))[: args.eval_limit]
-    n_heldout = min(args.heldout_max, max(1, round(len(train_docs) * args.heldout_fraction)))
-    train, heldout = train_docs[:-n_heldout], train_docs[-n_heldout:]
+    train, heldout = split_end(train_docs, args.heldout_fraction, args.heldout_max, str(raw / train_name))
     flat_train = with_flat_ents(train)
     sets = {
         "train": train, "train_flat": flat_train, "heldout": heldout, "train_log_dev": heldout[:20],

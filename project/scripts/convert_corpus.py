@@ -16,8 +16,9 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import List, Tuple
 
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
 from spacy_globalpointer.convert import main as convert_main
@@ -38,17 +39,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def count_entities(docs: list, spans_key: str) -> int:
+def count_entities(docs: List[Doc], spans_key: str) -> int:
     return sum(len(doc.spans[spans_key]) for doc in docs if spans_key in doc.spans)
+
+
+def split_end(docs: List[Doc], fraction: float, most: int, source: str) -> Tuple[List[Doc], List[Doc]]:
+    """``docs`` without their last ``fraction`` (at least one doc, at most ``most``), and those last docs."""
+    n_heldout = min(most, max(1, round(len(docs) * fraction)))
+    if n_heldout >= len(docs):
+        raise ValueError(f"{source}: {len(docs)} docs, too few to hold out {n_heldout}")
+    return docs[:-n_heldout], docs[-n_heldout:]
 
 
 def hold_out_end(train_path: Path, heldout_path: Path, fraction: float, most: int, spans_key: str) -> dict:
     """Move the last docs of ``train_path`` to ``heldout_path``; return the doc and entity counts."""
     docs = list(DocBin(store_user_data=True).from_disk(train_path).get_docs(Vocab()))
-    n_heldout = min(most, max(1, round(len(docs) * fraction)))
-    if n_heldout >= len(docs):
-        raise ValueError(f"{train_path}: {len(docs)} docs, too few to hold out {n_heldout}")
-    kept, heldout = docs[:-n_heldout], docs[-n_heldout:]
+    kept, heldout = split_end(docs, fraction, most, str(train_path))
     DocBin(docs=kept, store_user_data=True).to_disk(train_path)
     DocBin(docs=heldout, store_user_data=True).to_disk(heldout_path)
     return {"fraction": fraction, "train_docs": len(kept), "heldout_docs": len(heldout),
